@@ -1,0 +1,17 @@
+import { admissionActivities } from './admission';
+import type { ActivityDeps } from './deps';
+import { outputActivities } from './outputs';
+import { providerActivities } from './provider';
+import { settlementActivities } from './settlement';
+
+export type { ActivityDeps } from './deps';
+
+/** Every side effect of a generation, closed over its dependencies (one factory, as in Temporal's samples). */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...admissionActivities(deps),
+    ...providerActivities(deps),
+    ...outputActivities(deps),
+    ...settlementActivities(deps),
+  };
+}

@@ -1,0 +1,67 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { findModel } from '../lib/catalog/models';
+import { withUserTx } from '../lib/db/pool';
+import { NonRetryableProviderError, type Provider, type ProviderJob, type ProviderStatus } from '../lib/providers/provider';
+import type { GenerationInput } from '../workflows/definitions';
+import type { ActivityDeps } from './deps';
+
+export type JobInput = GenerationInput & { requestId: string };
+
+/** Rethrows a provider's "do not retry" errors as non-retryable failures named by their code. */
+export async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof NonRetryableProviderError) throw ApplicationFailure.nonRetryable(err.message, err.code);
+    throw err;
+  }
+}
+
+export function providerFor(deps: ActivityDeps, input: GenerationInput): { provider: Provider; job: Omit<ProviderJob, 'requestId'> } {
+  const provider = deps.providers[input.provider];
+  const model = findModel(input.model);
+  if (!provider || !model) {
+    throw ApplicationFailure.nonRetryable(`no provider ${input.provider} for model ${input.model}`, 'configuration_error');
+  }
+  return { provider, job: { generationId: input.generationId, model, input: input.input } };
+}
+
+export function providerActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * Submits the job once: a request id already stored for this generation is returned as is, so
+     * a retried or replayed submit never starts a second paid job.
+     */
+    async submitToProvider(input: GenerationInput): Promise<{ requestId: string }> {
+      const existing = await withUserTx(deps.db, input.userId, (tx) =>
+        tx.query<{ provider_request_id: string | null }>(
+          'SELECT provider_request_id FROM generations WHERE id = $1',
+          [input.generationId],
+        ),
+      );
+      const stored = existing.rows[0]?.provider_request_id;
+      if (stored) return { requestId: stored };
+
+      const { provider, job } = providerFor(deps, input);
+      const { requestId } = await providerCall(() => provider.submit(job));
+      await withUserTx(deps.db, input.userId, (tx) =>
+        tx.query(
+          `UPDATE generations SET provider_request_id = $2, status = 'running', stage = 'submitted', updated_at = now()
+           WHERE id = $1 AND status IN ('queued', 'running')`,
+          [input.generationId, requestId],
+        ),
+      );
+      return { requestId };
+    },
+
+    async checkProvider(input: JobInput): Promise<ProviderStatus> {
+      const { provider, job } = providerFor(deps, input);
+      return providerCall(() => provider.status({ ...job, requestId: input.requestId }));
+    },
+
+    async cancelAtProvider(input: JobInput): Promise<void> {
+      const { provider, job } = providerFor(deps, input);
+      await provider.cancel({ ...job, requestId: input.requestId });
+    },
+  };
+}

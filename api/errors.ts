@@ -1,0 +1,59 @@
+/** An error the API answers with: an HTTP status, a stable machine-readable code and a human detail. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    detail: string,
+    readonly extra: { headers?: Record<string, string>; errors?: { path: string; message: string }[] } = {},
+  ) {
+    super(detail);
+    this.name = 'ApiError';
+  }
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  402: 'Payment Required',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  requestId: string;
+  errors?: { path: string; message: string }[];
+}
+
+/** RFC 9457 problem details, with Velro's `code` and `requestId`. */
+export function problem(
+  status: number,
+  code: string,
+  detail: string,
+  requestId: string,
+  errors?: Problem['errors'],
+): Problem {
+  return {
+    type: `urn:velro:error:${code}`,
+    title: TITLES[status] ?? 'Error',
+    status,
+    detail,
+    code,
+    requestId,
+    ...(errors ? { errors } : {}),
+  };
+}
+
+export const notFound = (what: string) => new ApiError(404, 'not_found', `${what} not found`);

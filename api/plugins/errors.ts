@@ -1,0 +1,42 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { ApiError, problem } from '../errors';
+
+/** Every error leaves as application/problem+json with a stable code; a 5xx never leaks internals. */
+export default fp(
+  async function errors(app: FastifyInstance) {
+    app.setErrorHandler((err: FastifyError, req, reply) => {
+      const send = (status: number, body: ReturnType<typeof problem>, headers: Record<string, string> = {}) =>
+        reply.status(status).headers(headers).type('application/problem+json').send(body);
+
+      if (err instanceof ApiError) {
+        return send(err.status, problem(err.status, err.code, err.message, req.id, err.extra.errors), err.extra.headers);
+      }
+      if (hasZodFastifySchemaValidationErrors(err)) {
+        const errors = err.validation.map((v) => ({
+          path: [err.validationContext, ...(v.instancePath ? v.instancePath.slice(1).split('/') : [])].join('.'),
+          message: v.message ?? 'invalid',
+        }));
+        const detail = errors.map((e) => `${e.path}: ${e.message}`).join('; ');
+        return send(400, problem(400, 'invalid_request', detail, req.id, errors));
+      }
+      const status = err.statusCode ?? 500;
+      if (status >= 400 && status < 500) {
+        const code =
+          status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : status === 429 ? 'rate_limited' : 'invalid_request';
+        return send(status, problem(status, code, err.message, req.id));
+      }
+      req.log.error({ err }, 'unhandled error');
+      return send(500, problem(500, 'internal_error', 'Something went wrong on our side.', req.id));
+    });
+
+    app.setNotFoundHandler((req, reply) => {
+      reply
+        .status(404)
+        .type('application/problem+json')
+        .send(problem(404, 'not_found', `No route ${req.method} ${req.url.split('?')[0]}`, req.id));
+    });
+  },
+  { name: 'errors' },
+);

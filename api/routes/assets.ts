@@ -1,0 +1,68 @@
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { checkAssetSignature } from '../../lib/auth/signed-urls';
+import { withSystemTx, withUserTx, type Tx } from '../../lib/db/pool';
+import { ApiError, notFound } from '../errors';
+import { callerOf } from '../plugins/auth';
+import { errorResponses, idParams, problemSchema } from '../schemas/common';
+
+interface AssetRow {
+  storage_key: string;
+  content_type: string;
+  sha256: string;
+}
+
+const findAsset = (tx: Tx, id: string) =>
+  tx.query<AssetRow>('SELECT storage_key, content_type, sha256 FROM assets WHERE id = $1', [id]).then((r) => r.rows[0]);
+
+const assets: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/assets/:id',
+    {
+      // Signed URLs work without a key (that is their point); unsigned requests need one.
+      config: { public: true },
+      schema: {
+        tags: ['assets'],
+        summary: 'A stored output',
+        description:
+          'Output URLs in generations are signed and expire (24 h): they work without an API key. ' +
+          'Without a signature, send the owner\'s API key. A tampered or expired signature gets 403.',
+        params: idParams,
+        querystring: z.object({
+          expires: z.coerce.number().int().positive().optional(),
+          signature: z.string().max(100).optional(),
+        }),
+        response: { 403: problemSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params;
+      const { expires, signature } = req.query;
+      let asset: AssetRow | undefined;
+      if (signature !== undefined || expires !== undefined) {
+        const check = checkAssetSignature(app.assetSigningKey, id, expires ?? 0, signature ?? '');
+        if (check !== 'valid') {
+          throw new ApiError(403, 'forbidden', check === 'expired' ? 'This link has expired.' : 'Invalid link signature.');
+        }
+        // The signature is the authorisation: a system read, by id only.
+        asset = await withSystemTx(app.db, (tx) => findAsset(tx, id));
+      } else {
+        await app.authenticate(req);
+        asset = await withUserTx(app.db, callerOf(req).id, (tx) => findAsset(tx, id));
+      }
+      if (!asset) throw notFound('Asset');
+      const object = await app.storage.get(asset.storage_key);
+      if (!object) throw notFound('Asset content');
+      // A stream is sent as is; the response schemas above describe only the errors.
+      return (reply as FastifyReply)
+        .header('content-type', asset.content_type)
+        .header('content-length', object.bytes)
+        .header('etag', `"${asset.sha256}"`)
+        .header('cache-control', 'private, max-age=3600')
+        .send(object.body);
+    },
+  );
+};
+
+export default assets;

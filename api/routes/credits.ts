@@ -1,0 +1,93 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { withUserTx } from '../../lib/db/pool';
+import * as ledger from '../../lib/ledger/ledger';
+import { ApiError } from '../errors';
+import { callerOf } from '../plugins/auth';
+import { decodeCursor, encodeCursor, errorResponses, paginationQuery } from '../schemas/common';
+
+export const balanceSchema = z
+  .object({
+    available: z.number().int(),
+    reserved: z.number().int(),
+    spent: z.number().int(),
+  })
+  .meta({ id: 'CreditBalance' });
+
+const transferSchema = z
+  .object({
+    id: z.uuid(),
+    kind: z.enum(['grant', 'reserve', 'commit', 'release', 'expire']),
+    amount: z.number().int(),
+    generationId: z.uuid().nullable(),
+    pendingId: z.uuid().nullable(),
+    reason: z.string().nullable(),
+    expiresAt: z.string().nullable(),
+    createdAt: z.string(),
+  })
+  .meta({ id: 'CreditTransfer' });
+
+const credits: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/credits',
+    {
+      schema: {
+        tags: ['credits'],
+        summary: "The caller's credit balance",
+        response: { 200: balanceSchema, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { id } = callerOf(req);
+      const b = await withUserTx(app.db, id, (tx) => ledger.balance(tx, id));
+      return { available: b.available, reserved: b.reserved, spent: b.spent };
+    },
+  );
+
+  app.get(
+    '/v1/credits/transactions',
+    {
+      schema: {
+        tags: ['credits'],
+        summary: "The caller's ledger transfers, newest first",
+        querystring: paginationQuery,
+        response: {
+          200: z.object({ data: z.array(transferSchema), nextCursor: z.string().nullable() }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const { limit, cursor } = req.query;
+      const after = cursor ? decodeCursor(cursor) : undefined;
+      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        tx.query<ledger.Transfer>(
+          `SELECT id, kind, amount, generation_id AS "generationId", pending_id AS "pendingId", reason,
+                  expires_at AS "expiresAt", created_at AS "createdAt"
+           FROM credit_transfers
+           WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid))
+           ORDER BY created_at DESC, id DESC LIMIT $3`,
+          [after?.createdAt ?? null, after?.id ?? null, limit + 1],
+        ),
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        data: page.map((t) => ({
+          id: t.id,
+          kind: t.kind,
+          amount: t.amount,
+          generationId: t.generationId,
+          pendingId: t.pendingId,
+          reason: t.reason,
+          expiresAt: t.expiresAt?.toISOString() ?? null,
+          createdAt: t.createdAt.toISOString(),
+        })),
+        nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
+      };
+    },
+  );
+};
+
+export default credits;

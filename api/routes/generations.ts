@@ -1,0 +1,143 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { MODEL_IDS } from '../../lib/catalog/models';
+import { withUserTx } from '../../lib/db/pool';
+import { generationWorkflowId } from '../../workflows/definitions';
+import { ApiError, notFound } from '../errors';
+import { callerOf } from '../plugins/auth';
+import { decodeCursor, encodeCursor, errorResponses, idParams, paginationQuery, problemSchema } from '../schemas/common';
+import { GENERATION_SELECT, generationSchema, loadGeneration, toView, type GenerationRow } from '../services/generation-view';
+import { submitGeneration } from '../services/submit-generation';
+import { publicUrl } from '../../lib/config';
+
+const submitBody = z.strictObject({
+  model: z.enum(MODEL_IDS).describe('A model id from GET /v1/models'),
+  input: z.record(z.string(), z.unknown()).describe("The model's input; see its inputSchema in GET /v1/models/:id"),
+  projectId: z.uuid().nullish(),
+  webhookUrl: z.url({ protocol: /^https?$/ }).max(2048).nullish(),
+});
+
+const listQuery = paginationQuery.extend({
+  projectId: z.uuid().optional(),
+  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),
+  model: z.enum(MODEL_IDS).optional(),
+});
+
+const generations: FastifyPluginAsyncZod = async (app) => {
+  const view = (row: GenerationRow) => toView(row, publicUrl(app.config), app.assetSigningKey);
+
+  async function getOwn(userId: string, id: string) {
+    const row = await withUserTx(app.db, userId, (tx) => loadGeneration(tx, id));
+    if (!row) throw notFound('Generation');
+    return row;
+  }
+
+  app.post(
+    '/v1/generations',
+    {
+      schema: {
+        tags: ['generations'],
+        summary: 'Submit a generation',
+        description:
+          "Validates the model's input, reserves the model's credits and starts the generation. " +
+          'Answers 202 once the credits are reserved, 402 when they are not enough (nothing is charged).',
+        body: submitBody,
+        response: { 202: generationSchema, 402: problemSchema, 503: problemSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const caller = callerOf(req);
+      const id = await submitGeneration(app, caller, req.body);
+      return reply.status(202).header('location', `/v1/generations/${id}`).send(view(await getOwn(caller.id, id)));
+    },
+  );
+
+  app.get(
+    '/v1/generations/:id',
+    {
+      schema: {
+        tags: ['generations'],
+        summary: 'Get a generation',
+        params: idParams,
+        response: { 200: generationSchema, ...errorResponses },
+      },
+    },
+    async (req) => view(await getOwn(callerOf(req).id, req.params.id)),
+  );
+
+  app.get(
+    '/v1/generations',
+    {
+      schema: {
+        tags: ['generations'],
+        summary: 'List generations, newest first',
+        querystring: listQuery,
+        response: {
+          200: z.object({ data: z.array(generationSchema), nextCursor: z.string().nullable() }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const { limit, cursor, projectId, status, model } = req.query;
+      const after = cursor ? decodeCursor(cursor) : undefined;
+      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const add = (sql: string, value: unknown) => {
+        params.push(value);
+        where.push(sql.replace('?', `$${params.length}`));
+      };
+      if (projectId) add('g.project_id = ?', projectId);
+      if (status) add('g.status = ?', status);
+      if (model) add('g.model = ?', model);
+      if (after) {
+        params.push(after.createdAt, after.id);
+        where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
+      }
+      params.push(limit + 1);
+      const sql = `${GENERATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`;
+      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) => tx.query<GenerationRow>(sql, params));
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        data: page.map(view),
+        nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
+      };
+    },
+  );
+
+  app.post(
+    '/v1/generations/:id/cancel',
+    {
+      schema: {
+        tags: ['generations'],
+        summary: 'Cancel a generation',
+        description: 'Stops the generation in whatever stage it is and refunds its credits. Idempotent.',
+        params: idParams,
+        response: { 202: generationSchema, 409: problemSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const caller = callerOf(req);
+      const row = await getOwn(caller.id, req.params.id);
+      if (row.status === 'succeeded') {
+        throw new ApiError(409, 'already_succeeded', 'This generation has already succeeded and was charged.');
+      }
+      if (row.status === 'queued' || row.status === 'running') {
+        await app.temporal.workflow
+          .getHandle(generationWorkflowId(row.id))
+          .cancel()
+          .catch((err: unknown) => {
+            // Finished between our read and the cancel: the answer below shows how it ended.
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+          });
+      }
+      return reply.status(202).send(view(await getOwn(caller.id, row.id)));
+    },
+  );
+};
+
+export default generations;

@@ -1,0 +1,67 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { VERSION } from '../../lib/version';
+
+const CHECK_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref()),
+  ]);
+}
+
+const health: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/',
+    {
+      config: { public: true },
+      schema: { tags: ['service'], summary: 'Service banner', response: { 200: z.object({ message: z.string(), status: z.string() }) } },
+    },
+    async () => ({ message: 'Velro API', status: 'operational' }),
+  );
+
+  app.get(
+    '/health',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['service'],
+        summary: 'Liveness: the process answers (no dependency is checked)',
+        response: { 200: z.object({ status: z.literal('healthy'), version: z.string() }) },
+      },
+    },
+    async () => ({ status: 'healthy' as const, version: VERSION }),
+  );
+
+  const readiness = z.object({
+    status: z.enum(['ready', 'unavailable']),
+    checks: z.object({ postgres: z.string(), temporal: z.string() }),
+  });
+  app.get(
+    '/ready',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['service'],
+        summary: 'Readiness: Postgres and Temporal both answer',
+        response: { 200: readiness, 503: readiness },
+      },
+    },
+    async (_req, reply) => {
+      const check = (p: Promise<unknown>) =>
+        withTimeout(p, CHECK_TIMEOUT_MS).then(
+          () => 'ok',
+          (err: unknown) => `failed: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      const [postgres, temporal] = await Promise.all([
+        check(app.db.query('SELECT 1')),
+        check(app.temporal.workflowService.getSystemInfo({})),
+      ]);
+      const ok = postgres === 'ok' && temporal === 'ok';
+      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks: { postgres, temporal } });
+    },
+  );
+};
+
+export default health;

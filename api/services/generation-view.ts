@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import { signAssetPath } from '../../lib/auth/signed-urls';
+import type { Tx } from '../../lib/db/pool';
+
+const ASSET_URL_TTL_SECONDS = 24 * 60 * 60;
+
+export const generationSchema = z
+  .object({
+    id: z.uuid(),
+    model: z.string(),
+    status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']),
+    stage: z.string(),
+    input: z.record(z.string(), z.unknown()),
+    projectId: z.uuid().nullable(),
+    credits: z.object({
+      amount: z.number().int(),
+      state: z.enum(['reserved', 'charged', 'refunded', 'none']),
+    }),
+    outputs: z.array(
+      z.object({
+        id: z.uuid(),
+        url: z.string(),
+        contentType: z.string(),
+        bytes: z.number().int(),
+        width: z.number().int().nullable(),
+        height: z.number().int().nullable(),
+        durationMs: z.number().int().nullable(),
+        sha256: z.string(),
+      }),
+    ),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    completedAt: z.string().nullable(),
+  })
+  .meta({ id: 'Generation' });
+
+export type GenerationView = z.infer<typeof generationSchema>;
+
+interface Row {
+  id: string;
+  model: string;
+  status: GenerationView['status'];
+  stage: string;
+  input: Record<string, unknown>;
+  project_id: string | null;
+  credits: number;
+  error_code: string | null;
+  error_message: string | null;
+  created_at: Date;
+  updated_at: Date;
+  completed_at: Date | null;
+  ledger_kinds: string[] | null;
+  assets: {
+    id: string;
+    content_type: string;
+    bytes: number;
+    width: number | null;
+    height: number | null;
+    duration_ms: number | null;
+    sha256: string;
+  }[];
+}
+
+export const GENERATION_SELECT = `
+  SELECT g.id, g.model, g.status, g.stage, g.input, g.project_id, g.credits, g.error_code, g.error_message,
+         g.created_at, g.updated_at, g.completed_at,
+         (SELECT array_agg(t.kind) FROM credit_transfers t WHERE t.generation_id = g.id) AS ledger_kinds,
+         coalesce((SELECT json_agg(json_build_object('id', a.id, 'content_type', a.content_type, 'bytes', a.bytes,
+                    'width', a.width, 'height', a.height, 'duration_ms', a.duration_ms, 'sha256', a.sha256)
+                    ORDER BY a.position)
+                   FROM assets a WHERE a.generation_id = g.id), '[]') AS assets
+  FROM generations g`;
+
+function creditState(kinds: string[] | null): GenerationView['credits']['state'] {
+  const k = new Set(kinds ?? []);
+  if (k.has('commit')) return 'charged';
+  if (k.has('release')) return 'refunded';
+  if (k.has('reserve')) return 'reserved';
+  return 'none';
+}
+
+export function toView(row: Row, baseUrl: string, signingKey: Buffer): GenerationView {
+  return {
+    id: row.id,
+    model: row.model,
+    status: row.status,
+    stage: row.stage,
+    input: row.input,
+    projectId: row.project_id,
+    credits: { amount: row.credits, state: creditState(row.ledger_kinds) },
+    outputs: row.assets.map((a) => ({
+      id: a.id,
+      url: baseUrl + signAssetPath(signingKey, a.id, ASSET_URL_TTL_SECONDS),
+      contentType: a.content_type,
+      bytes: Number(a.bytes),
+      width: a.width,
+      height: a.height,
+      durationMs: a.duration_ms,
+      sha256: a.sha256,
+    })),
+    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    completedAt: row.completed_at?.toISOString() ?? null,
+  };
+}
+
+export async function loadGeneration(tx: Tx, id: string): Promise<Row | undefined> {
+  const { rows } = await tx.query<Row>(`${GENERATION_SELECT} WHERE g.id = $1`, [id]);
+  return rows[0];
+}
+
+export type { Row as GenerationRow };

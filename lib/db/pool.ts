@@ -1,0 +1,63 @@
+import pg from 'pg';
+
+// Postgres int8 (bigint) arrives as text by default; credit amounts fit well inside 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export type Db = pg.Pool;
+export type Tx = pg.PoolClient;
+
+export interface PoolOptions {
+  connectionString: string;
+  /** Role every connection acts as (SET ROLE at connect): the non-owner app role. */
+  role: string;
+  max?: number;
+  applicationName?: string;
+}
+
+export function createPool(opts: PoolOptions, onError: (err: Error) => void = () => {}): Db {
+  const pool = new pg.Pool({
+    connectionString: opts.connectionString,
+    max: opts.max ?? 10,
+    application_name: opts.applicationName ?? 'velro',
+    options: `-c role=${opts.role}`,
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+    // A statement that runs longer than this is a bug or a lock pile-up; fail it, don't hang.
+    statement_timeout: 30_000,
+    idle_in_transaction_session_timeout: 60_000,
+  });
+  // An idle pooled connection can be cut (server restart, network); without a listener pg would
+  // crash the process. The pool replaces the connection on next use.
+  pool.on('error', onError);
+  return pool;
+}
+
+async function inTransaction<T>(db: Db, setup: (c: Tx) => Promise<unknown>, fn: (c: Tx) => Promise<T>): Promise<T> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    await setup(client);
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Runs `fn` in a transaction that row-level security scopes to `userId`: every tenant query inside
+ * sees and writes only that user's rows. The setting is transaction-local, so it never leaks to the
+ * next user of the pooled connection.
+ */
+export function withUserTx<T>(db: Db, userId: string, fn: (c: Tx) => Promise<T>): Promise<T> {
+  return inTransaction(db, (c) => c.query(`SELECT set_config('app.user_id', $1, true)`, [userId]), fn);
+}
+
+/** Runs `fn` as velro_system: the few explicit paths that act across users (reconciler, admin). */
+export function withSystemTx<T>(db: Db, fn: (c: Tx) => Promise<T>): Promise<T> {
+  return inTransaction(db, (c) => c.query('SET LOCAL ROLE velro_system'), fn);
+}

@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { buildApp, type App } from '../../api/app';
+import { generateApiKey } from '../../lib/auth/api-keys';
+import { loadConfig, type Config } from '../../lib/config';
+import { withSystemTx, type Db } from '../../lib/db/pool';
+import * as ledger from '../../lib/ledger/ledger';
+import { createDb, createProviders, createStorage } from '../../lib/runtime/services';
+import { activityDeps, createWorker } from '../../worker/create-worker';
+import type { ActivityDeps } from '../../activities';
+import type { TestStack } from './global-setup';
+
+// Workers in tests report only problems.
+let runtimeInstalled = false;
+function quietRuntime() {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
+}
+
+export function testStack(): TestStack {
+  const stack = inject('stack');
+  if (!stack) throw new Error('this test needs the test stack (unset VELRO_TEST_NO_INFRA)');
+  return stack;
+}
+
+/** Configuration as the service would parse it, on the test stack, with a task queue of its own. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  const stack = testStack();
+  return loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: stack.databaseUrl,
+    TEMPORAL_ADDRESS: stack.temporalAddress,
+    VELRO_DATA_DIR: path.join(stack.dataDir, 'service'),
+    TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`,
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+}
+
+export function testDb(config: Config): Db {
+  return createDb(config, config.DATABASE_URL!, 'velro-test');
+}
+
+/** A new user with an API key, optionally granted credits. */
+export async function createUser(db: Db, credits = 0, role: 'user' | 'admin' = 'user') {
+  const email = `user-${randomUUID()}@test.velro`;
+  const key = generateApiKey();
+  const userId = await withSystemTx(db, async (tx) => {
+    const { rows } = await tx.query<{ id: string }>('SELECT create_user($1, NULL, $2) AS id', [email, role]);
+    const id = rows[0]!.id;
+    await tx.query('SELECT create_api_key($1, $2, $3, $4)', [id, 'test', key.prefix, key.hash]);
+    if (credits > 0) await ledger.grant(tx, { id: randomUUID(), userId: id, amount: credits, reason: 'test credits' });
+    return id;
+  });
+  return { userId, email, apiKey: key.key, auth: { authorization: `Bearer ${key.key}` } };
+}
+
+export interface Harness {
+  config: Config;
+  db: Db;
+  app: App;
+  temporal: Client;
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+/**
+ * The API (through `inject`) and an in-process worker on the real Temporal server, with the
+ * environment `env` applied to their configuration (e.g. the local provider's latency).
+ */
+export async function startHarness(
+  env: Record<string, string> = {},
+  depOverrides: Partial<ActivityDeps> = {},
+): Promise<Harness> {
+  quietRuntime();
+  const stack = testStack();
+  const config = testConfig(env);
+  const db = testDb(config);
+  const storage = createStorage(config);
+  const connection = await Connection.connect({ address: stack.temporalAddress });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const app = await buildApp({ config, db, temporal, storage, assetSigningKey: Buffer.alloc(32, 7) });
+  const nativeConnection = await NativeConnection.connect({ address: stack.temporalAddress });
+  const worker = await createWorker({
+    config,
+    connection: nativeConnection,
+    workflowBundlePath: stack.workflowBundlePath,
+    deps: { ...activityDeps(config, { db, storage, providers: createProviders(config) }), ...depOverrides },
+  });
+  const running = worker.run();
+  return {
+    config,
+    db,
+    app,
+    temporal,
+    worker,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await app.close();
+      await nativeConnection.close();
+      await connection.close();
+      await db.end();
+    },
+  };
+}
+
+/** Polls `fn` until `done` says so, or fails after `timeoutMs`. */
+export async function waitFor<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (done(value)) return value;
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,43 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities';
+import type { Config } from '../lib/config';
+
+// A folder: the bundler resolves its index (.ts from the sources, .js from dist/).
+export const WORKFLOWS_PATH = path.resolve(__dirname, '../workflows');
+/** Built by `npm run build`; production workers load it instead of bundling at start-up. */
+export const PREBUILT_BUNDLE = path.resolve(__dirname, '../workflow-bundle.js');
+
+export interface WorkerSetup {
+  config: Config;
+  connection: NativeConnection;
+  deps: ActivityDeps;
+  /** A prebuilt bundle (tests build one per run); else the production bundle if built; else bundle now. */
+  workflowBundlePath?: string;
+  overrides?: Partial<WorkerOptions>;
+}
+
+export async function createWorker(setup: WorkerSetup): Promise<Worker> {
+  const bundlePath = setup.workflowBundlePath ?? (existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
+  return Worker.create({
+    connection: setup.connection,
+    namespace: setup.config.TEMPORAL_NAMESPACE,
+    taskQueue: setup.config.TEMPORAL_TASK_QUEUE,
+    ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities(setup.deps),
+    // Let in-flight activities finish on SIGTERM; whatever is cut off is retried elsewhere.
+    shutdownGraceTime: '10 seconds',
+    ...setup.overrides,
+  });
+}
+
+export function activityDeps(config: Config, parts: Pick<ActivityDeps, 'db' | 'storage' | 'providers'>): ActivityDeps {
+  return {
+    ...parts,
+    maxOutputBytes: 512 * 1024 * 1024,
+    downloadTimeoutMs: 5 * 60 * 1000,
+    allowLoopbackOutputs: config.NODE_ENV !== 'production',
+    outputHosts: ['.fal.media', '.fal.run', '.fal.ai', 'replicate.delivery', '.replicate.delivery'],
+  };
+}

@@ -1,0 +1,35 @@
+import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import pino from 'pino';
+import { loadConfig } from '../lib/config';
+import { resolveEndpoints } from '../lib/runtime/endpoints';
+import { createDb, createProviders, createStorage } from '../lib/runtime/services';
+import { activityDeps, createWorker } from './create-worker';
+
+async function main() {
+  const config = loadConfig();
+  const log = pino({ level: config.LOG_LEVEL, base: { process: 'worker' } });
+  const levels = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' } as const;
+  Runtime.install({
+    logger: new DefaultLogger('INFO', ({ level, message, meta }) => log[levels[level]](meta ?? {}, message)),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } },
+  });
+  const { databaseUrl, temporalAddress } = resolveEndpoints(config);
+  const db = createDb(config, databaseUrl, 'velro-worker', (err) => log.warn({ err }, 'idle database connection lost'));
+  const connection = await NativeConnection.connect({ address: temporalAddress });
+  const worker = await createWorker({
+    config,
+    connection,
+    deps: activityDeps(config, { db, storage: createStorage(config), providers: createProviders(config) }),
+  });
+  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporalAddress }, 'worker started');
+  // Runtime shuts the worker down on SIGINT/SIGTERM; run() resolves once it has drained.
+  await worker.run();
+  await connection.close();
+  await db.end();
+  log.info('worker stopped');
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,60 @@
+// Names shared by the workflow, the API and the worker. Safe to import from workflow code.
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+
+export const UserIdKey = defineSearchAttributeKey('VelroUserId', SearchAttributeType.KEYWORD);
+export const ModelKey = defineSearchAttributeKey('VelroModel', SearchAttributeType.KEYWORD);
+export const ProjectIdKey = defineSearchAttributeKey('VelroProjectId', SearchAttributeType.KEYWORD);
+export const StatusKey = defineSearchAttributeKey('VelroStatus', SearchAttributeType.KEYWORD);
+
+export const generationWorkflowId = (generationId: string) => `generation-${generationId}`;
+
+export type GenerationStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+
+export interface GenerationInput {
+  generationId: string;
+  userId: string;
+  projectId: string | null;
+  model: string;
+  /** The model input, already validated against the model's schema by the API. */
+  input: { prompt: string; seed?: number } & Record<string, unknown>;
+  credits: number;
+  provider: 'local' | 'fal' | 'replicate';
+  /** Bounds the wait for the provider; then cancel there and refund. */
+  deadlineSeconds: number;
+  /** First interval between provider polls; grows with backoff. */
+  pollInitialMs: number;
+  webhookUrl: string | null;
+}
+
+/** The answer of the admission update: whether the credits were reserved. */
+export type Admission =
+  | { admitted: true; reservationId: string }
+  | { admitted: false; code: 'insufficient_credits' | 'unavailable'; message: string };
+
+export interface GenerationError {
+  code: string;
+  message: string;
+}
+
+export interface Progress {
+  status: GenerationStatus;
+  stage: string;
+  queuePosition: number | null;
+  logs: string[];
+}
+
+export interface GenerationOutcome {
+  status: GenerationStatus;
+  error?: GenerationError;
+  assetIds: string[];
+}
+
+/** A provider webhook arrived: poll now rather than at the next interval. */
+export interface ProviderEvent {
+  requestId: string;
+}
+
+export const admissionUpdate = defineUpdate<Admission>('admission');
+export const providerEventSignal = defineSignal<[ProviderEvent]>('providerEvent');
+export const progressQuery = defineQuery<Progress>('progress');
