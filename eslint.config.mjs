@@ -18,9 +18,27 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['node:*', 'fs', 'path', 'crypto', 'http', 'https', 'net', 'pg', '../lib/db*', '../activities/*'], message: 'Workflow code must stay deterministic: import activity types only.' }] },
+        {
+          patterns: [
+            {
+              group: [
+                'node:*',
+                'fs',
+                'path',
+                'crypto',
+                'http',
+                'https',
+                'net',
+                'pg',
+                '../lib/db*',
+                '../activities/*',
+              ],
+              message: 'Workflow code must stay deterministic: import activity types only.',
+            },
+          ],
+        },
       ],
     },
   },
-  { files: ['**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  { files: ['**/*.mjs', '**/*.mts'], ...tseslint.configs.disableTypeChecked },
 );

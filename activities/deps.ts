@@ -14,4 +14,6 @@ export interface ActivityDeps {
   allowLoopbackOutputs: boolean;
   /** Hosts provider outputs may be downloaded from. */
   outputHosts: string[];
+  /** Whether a workflow is still running (the reconciler asks before releasing a reservation). */
+  workflowState(workflowId: string): Promise<'running' | 'closed' | 'missing'>;
 }

@@ -2,6 +2,7 @@ import { admissionActivities } from './admission';
 import type { ActivityDeps } from './deps';
 import { outputActivities } from './outputs';
 import { providerActivities } from './provider';
+import { reconciliationActivities } from './reconciliation';
 import { settlementActivities } from './settlement';
 
 export type { ActivityDeps } from './deps';
@@ -13,5 +14,6 @@ export function createActivities(deps: ActivityDeps) {
     ...providerActivities(deps),
     ...outputActivities(deps),
     ...settlementActivities(deps),
+    ...reconciliationActivities(deps),
   };
 }

@@ -19,7 +19,10 @@ const EXTENSIONS: Record<string, string> = {
 };
 
 export function outputActivities(deps: ActivityDeps) {
-  async function open(provider: Provider, source: OutputSource): Promise<{ body: Readable; contentType: string }> {
+  async function open(
+    provider: Provider,
+    source: OutputSource,
+  ): Promise<{ body: Readable; contentType: string }> {
     if (source.kind === 'local') {
       if (!provider.openLocal) throw new Error(`${provider.name} has no local outputs`);
       return provider.openLocal(source);
@@ -31,12 +34,19 @@ export function outputActivities(deps: ActivityDeps) {
         timeoutMs: deps.downloadTimeoutMs,
       });
       if (res.status === 404 || res.status === 410) {
-        throw ApplicationFailure.nonRetryable(`the provider's output is gone (HTTP ${res.status})`, 'output_unavailable');
+        throw ApplicationFailure.nonRetryable(
+          `the provider's output is gone (HTTP ${res.status})`,
+          'output_unavailable',
+        );
       }
       if (res.status >= 400) throw new Error(`output download failed with HTTP ${res.status}`);
-      return { body: res.body, contentType: res.contentType ?? source.contentType ?? 'application/octet-stream' };
+      return {
+        body: res.body,
+        contentType: res.contentType ?? source.contentType ?? 'application/octet-stream',
+      };
     } catch (err) {
-      if (err instanceof DownloadRefused) throw ApplicationFailure.nonRetryable(err.message, 'output_rejected');
+      if (err instanceof DownloadRefused)
+        throw ApplicationFailure.nonRetryable(err.message, 'output_rejected');
       throw err;
     }
   }
@@ -47,67 +57,80 @@ export function outputActivities(deps: ActivityDeps) {
      * Idempotent: an output already recorded at its position is kept as it is.
      */
     async storeOutputs(input: JobInput): Promise<string[]> {
-      const { provider, job } = providerFor(deps, input);
-      const sources = await providerCall(() => provider.result({ ...job, requestId: input.requestId }));
-      if (sources.length === 0) throw ApplicationFailure.nonRetryable('the provider returned no output', 'no_output');
-      const assetIds: string[] = [];
-      for (const [position, source] of sources.entries()) {
-        const done = await withUserTx(deps.db, input.userId, (tx) =>
-          tx.query<{ id: string }>('SELECT id FROM assets WHERE generation_id = $1 AND position = $2', [
-            input.generationId,
-            position,
-          ]),
-        );
-        if (done.rows[0]) {
-          assetIds.push(done.rows[0].id);
-          continue;
-        }
-        const { body, contentType } = await open(provider, source);
-        const type = contentType.split(';')[0]!.trim().toLowerCase();
-        const key = `generations/${input.generationId}/${position}.${EXTENSIONS[type] ?? 'bin'}`;
-        let stored;
-        try {
-          stored = await deps.storage.put(key, body, type, deps.maxOutputBytes);
-        } catch (err) {
-          if (err instanceof ObjectTooLargeError) {
-            throw ApplicationFailure.nonRetryable(`output is larger than ${deps.maxOutputBytes} bytes`, 'output_too_large');
-          }
-          throw err;
-        }
-        heartbeat();
-        const media = probeMedia(stored.head);
-        const durationMs =
-          media?.durationMs ?? (source.kind === 'local' && source.durationSeconds ? source.durationSeconds * 1000 : null);
-        const id = await withUserTx(deps.db, input.userId, async (tx) => {
-          const inserted = await tx.query<{ id: string }>(
-            `INSERT INTO assets (id, generation_id, user_id, position, storage_key, content_type, bytes, width, height, duration_ms, sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (generation_id, position) DO NOTHING RETURNING id`,
-            [
-              randomUUID(),
-              input.generationId,
-              input.userId,
-              position,
-              key,
-              media?.contentType ?? type,
-              stored.bytes,
-              media?.width ?? null,
-              media?.height ?? null,
-              durationMs,
-              stored.sha256,
-            ],
-          );
-          if (inserted.rows[0]) return inserted.rows[0].id;
-          // A concurrent attempt recorded it first.
-          const existing = await tx.query<{ id: string }>(
-            'SELECT id FROM assets WHERE generation_id = $1 AND position = $2',
-            [input.generationId, position],
-          );
-          return existing.rows[0]!.id;
-        });
-        assetIds.push(id);
+      const beat = setInterval(() => heartbeat(), 5000);
+      try {
+        return await storeAll(input);
+      } finally {
+        clearInterval(beat);
       }
-      return assetIds;
     },
   };
+
+  async function storeAll(input: JobInput): Promise<string[]> {
+    const { provider, job } = providerFor(deps, input);
+    const sources = await providerCall(() => provider.result({ ...job, requestId: input.requestId }));
+    if (sources.length === 0)
+      throw ApplicationFailure.nonRetryable('the provider returned no output', 'no_output');
+    const assetIds: string[] = [];
+    for (const [position, source] of sources.entries()) {
+      const done = await withUserTx(deps.db, input.userId, (tx) =>
+        tx.query<{ id: string }>('SELECT id FROM assets WHERE generation_id = $1 AND position = $2', [
+          input.generationId,
+          position,
+        ]),
+      );
+      if (done.rows[0]) {
+        assetIds.push(done.rows[0].id);
+        continue;
+      }
+      const { body, contentType } = await open(provider, source);
+      const type = contentType.split(';')[0]!.trim().toLowerCase();
+      const key = `generations/${input.generationId}/${position}.${EXTENSIONS[type] ?? 'bin'}`;
+      let stored;
+      try {
+        stored = await deps.storage.put(key, body, type, deps.maxOutputBytes);
+      } catch (err) {
+        if (err instanceof ObjectTooLargeError) {
+          throw ApplicationFailure.nonRetryable(
+            `output is larger than ${deps.maxOutputBytes} bytes`,
+            'output_too_large',
+          );
+        }
+        throw err;
+      }
+      const media = probeMedia(stored.head);
+      const durationMs =
+        media?.durationMs ??
+        (source.kind === 'local' && source.durationSeconds ? source.durationSeconds * 1000 : null);
+      const id = await withUserTx(deps.db, input.userId, async (tx) => {
+        const inserted = await tx.query<{ id: string }>(
+          `INSERT INTO assets (id, generation_id, user_id, position, storage_key, content_type, bytes, width, height, duration_ms, sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (generation_id, position) DO NOTHING RETURNING id`,
+          [
+            randomUUID(),
+            input.generationId,
+            input.userId,
+            position,
+            key,
+            media?.contentType ?? type,
+            stored.bytes,
+            media?.width ?? null,
+            media?.height ?? null,
+            durationMs,
+            stored.sha256,
+          ],
+        );
+        if (inserted.rows[0]) return inserted.rows[0].id;
+        // A concurrent attempt recorded it first.
+        const existing = await tx.query<{ id: string }>(
+          'SELECT id FROM assets WHERE generation_id = $1 AND position = $2',
+          [input.generationId, position],
+        );
+        return existing.rows[0]!.id;
+      });
+      assetIds.push(id);
+    }
+    return assetIds;
+  }
 }

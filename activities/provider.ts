@@ -1,7 +1,12 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { findModel } from '../lib/catalog/models';
 import { withUserTx } from '../lib/db/pool';
-import { NonRetryableProviderError, type Provider, type ProviderJob, type ProviderStatus } from '../lib/providers/provider';
+import {
+  NonRetryableProviderError,
+  type Provider,
+  type ProviderJob,
+  type ProviderStatus,
+} from '../lib/providers/provider';
 import type { GenerationInput } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
 
@@ -12,16 +17,23 @@ export async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof NonRetryableProviderError) throw ApplicationFailure.nonRetryable(err.message, err.code);
+    if (err instanceof NonRetryableProviderError)
+      throw ApplicationFailure.nonRetryable(err.message, err.code);
     throw err;
   }
 }
 
-export function providerFor(deps: ActivityDeps, input: GenerationInput): { provider: Provider; job: Omit<ProviderJob, 'requestId'> } {
+export function providerFor(
+  deps: ActivityDeps,
+  input: GenerationInput,
+): { provider: Provider; job: Omit<ProviderJob, 'requestId'> } {
   const provider = deps.providers[input.provider];
   const model = findModel(input.model);
   if (!provider || !model) {
-    throw ApplicationFailure.nonRetryable(`no provider ${input.provider} for model ${input.model}`, 'configuration_error');
+    throw ApplicationFailure.nonRetryable(
+      `no provider ${input.provider} for model ${input.model}`,
+      'configuration_error',
+    );
   }
   return { provider, job: { generationId: input.generationId, model, input: input.input } };
 }

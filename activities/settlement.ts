@@ -26,7 +26,9 @@ export function settlementActivities({ db }: ActivityDeps) {
       });
     },
 
-    async failGeneration(p: Settle & { status: 'failed' | 'canceled'; error: GenerationError }): Promise<void> {
+    async failGeneration(
+      p: Settle & { status: 'failed' | 'canceled'; error: GenerationError },
+    ): Promise<void> {
       await withUserTx(db, p.userId, async (tx) => {
         await ledger.release(tx, {
           id: transferId(p.generationId, 'release'),

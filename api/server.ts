@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { assetSigningKey } from '../lib/auth/signing-key';
+import { migrate } from '../lib/db/migrate';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoints } from '../lib/runtime/endpoints';
 import { createDb, createStorage } from '../lib/runtime/services';
@@ -8,6 +9,8 @@ import { buildApp } from './app';
 async function main() {
   const config = loadConfig();
   const { databaseUrl, temporalAddress } = resolveEndpoints(config);
+  // Every process applies pending migrations at start; an advisory lock makes concurrent starts safe.
+  await migrate(databaseUrl);
   const logger = { level: config.LOG_LEVEL, base: { process: 'api' } };
   const connection = await Connection.connect({ address: temporalAddress, connectTimeout: '10 seconds' });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });

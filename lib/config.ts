@@ -27,6 +27,8 @@ export const configSchema = z.object({
   TEMPORAL_ADDRESS: optionalText,
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('velro-generations'),
+  /** A prebuilt workflow bundle for workers (default: dist/ in production, else bundled at start). */
+  TEMPORAL_WORKFLOW_BUNDLE: optionalText,
   TEMPORAL_UI_PORT: z.coerce.number().int().min(1).max(65535).default(8233),
   VELRO_DATA_DIR: z.string().min(1).default('.data'),
   VELRO_PUBLIC_URL: optionalUrl,

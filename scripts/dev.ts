@@ -12,7 +12,8 @@ import { startStack } from '../lib/runtime/embedded-stack';
 import { removeStackInfo, writeStackInfo } from '../lib/runtime/stack-file';
 
 const ROOT = path.resolve(__dirname, '..');
-const print = (component: string, line: string) => process.stdout.write(`${formatLogLine(component, line)}\n`);
+const print = (component: string, line: string) =>
+  process.stdout.write(`${formatLogLine(component, line)}\n`);
 
 function startChild(name: string, entry: string, env: NodeJS.ProcessEnv): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {

@@ -1,10 +1,10 @@
 import fs from 'node:fs/promises';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { bundleWorkflowCode, type Logger } from '@temporalio/worker';
 import { PREBUILT_BUNDLE, WORKFLOWS_PATH } from './create-worker';
 
 /** Prebuilds the workflow bundle so production workers start without running webpack. */
-export async function buildWorkflowBundle(outFile: string): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH });
+export async function buildWorkflowBundle(outFile: string, logger?: Logger): Promise<void> {
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger });
   await fs.writeFile(outFile, code);
 }
 

@@ -3,11 +3,12 @@ import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
+import { PROJECT_ROOT } from '../lib/paths';
 
 // A folder: the bundler resolves its index (.ts from the sources, .js from dist/).
 export const WORKFLOWS_PATH = path.resolve(__dirname, '../workflows');
 /** Built by `npm run build`; production workers load it instead of bundling at start-up. */
-export const PREBUILT_BUNDLE = path.resolve(__dirname, '../workflow-bundle.js');
+export const PREBUILT_BUNDLE = path.join(PROJECT_ROOT, 'dist', 'workflow-bundle.js');
 
 export interface WorkerSetup {
   config: Config;
@@ -19,7 +20,10 @@ export interface WorkerSetup {
 }
 
 export async function createWorker(setup: WorkerSetup): Promise<Worker> {
-  const bundlePath = setup.workflowBundlePath ?? (existsSync(PREBUILT_BUNDLE) ? PREBUILT_BUNDLE : undefined);
+  // Development bundles the current sources, so a stale build never runs old workflow code.
+  const usePrebuilt = setup.config.NODE_ENV === 'production' && existsSync(PREBUILT_BUNDLE);
+  const bundlePath =
+    setup.workflowBundlePath ?? setup.config.TEMPORAL_WORKFLOW_BUNDLE ?? (usePrebuilt ? PREBUILT_BUNDLE : undefined);
   return Worker.create({
     connection: setup.connection,
     namespace: setup.config.TEMPORAL_NAMESPACE,
@@ -32,7 +36,10 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
   });
 }
 
-export function activityDeps(config: Config, parts: Pick<ActivityDeps, 'db' | 'storage' | 'providers'>): ActivityDeps {
+export function activityDeps(
+  config: Config,
+  parts: Pick<ActivityDeps, 'db' | 'storage' | 'providers' | 'workflowState'>,
+): ActivityDeps {
   return {
     ...parts,
     maxOutputBytes: 512 * 1024 * 1024,

@@ -1,9 +1,13 @@
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
+import { migrate } from '../lib/db/migrate';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoints } from '../lib/runtime/endpoints';
 import { createDb, createProviders, createStorage } from '../lib/runtime/services';
 import { activityDeps, createWorker } from './create-worker';
+import { ensureReconcilerSchedule } from './reconciler-schedule';
+import { workflowStateOf } from './workflow-state';
 
 async function main() {
   const config = loadConfig();
@@ -14,16 +18,30 @@ async function main() {
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } },
   });
   const { databaseUrl, temporalAddress } = resolveEndpoints(config);
-  const db = createDb(config, databaseUrl, 'velro-worker', (err) => log.warn({ err }, 'idle database connection lost'));
+  // Every process applies pending migrations at start; an advisory lock makes concurrent starts safe.
+  await migrate(databaseUrl);
+  const db = createDb(config, databaseUrl, 'velro-worker', (err) =>
+    log.warn({ err }, 'idle database connection lost'),
+  );
   const connection = await NativeConnection.connect({ address: temporalAddress });
+  const clientConnection = await Connection.connect({ address: temporalAddress, connectTimeout: '10 seconds' });
+  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
   const worker = await createWorker({
     config,
     connection,
-    deps: activityDeps(config, { db, storage: createStorage(config), providers: createProviders(config) }),
+    deps: activityDeps(config, {
+      db,
+      storage: createStorage(config),
+      providers: createProviders(config),
+      workflowState: workflowStateOf(client),
+    }),
   });
+  const schedule = await ensureReconcilerSchedule(client, config.TEMPORAL_TASK_QUEUE);
+  log.info({ schedule }, 'ledger reconciler schedule ready');
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporalAddress }, 'worker started');
   // Runtime shuts the worker down on SIGINT/SIGTERM; run() resolves once it has drained.
   await worker.run();
+  await clientConnection.close();
   await connection.close();
   await db.end();
   log.info('worker stopped');

@@ -33,22 +33,35 @@ const { admitGeneration } = proxyLocalActivities<Activities>({
   retry: { maximumAttempts: 3, initialInterval: '200 ms', nonRetryableErrorTypes: ['InsufficientCredits'] },
 });
 
-const { submitToProvider, checkProvider, storeOutputs } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  retry: {
-    initialInterval: '1 second',
-    backoffCoefficient: 2,
-    maximumInterval: '30 seconds',
-    maximumAttempts: 10,
-    nonRetryableErrorTypes: ['NonRetryableProviderError', 'OutputRejected'],
-  },
+// Timeouts are short on purpose: a worker that dies mid-activity is only noticed when they expire.
+const providerRetry = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+  maximumAttempts: 10,
+  nonRetryableErrorTypes: ['NonRetryableProviderError'],
+};
+const { submitToProvider, checkProvider } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: providerRetry,
+});
+// Downloads can be long (video); the heartbeat tells a stuck or dead worker from a slow download.
+const { storeOutputs } = proxyActivities<Activities>({
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: providerRetry,
 });
 
 // Settling the ledger must outlast any outage we can reasonably expect: ~2 days of retries, after
 // which the reconciler still releases a reservation whose workflow is closed.
 const { completeGeneration, failGeneration, cancelAtProvider } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 600 },
+  startToCloseTimeout: '15 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '5 minutes',
+    maximumAttempts: 600,
+  },
 });
 
 const POLL_MAX_INTERVAL_MS = 15_000;
@@ -100,7 +113,8 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       const status = await checkProvider({ ...input, requestId });
       progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
       progress.logs = [...progress.logs, ...status.logs].slice(-50);
-      if (status.state === 'failed') throw ApplicationFailure.nonRetryable(status.error.message, status.error.code);
+      if (status.state === 'failed')
+        throw ApplicationFailure.nonRetryable(status.error.message, status.error.code);
       if (status.state === 'succeeded') break;
       const left = deadline - Date.now();
       if (left <= 0) {
@@ -128,7 +142,9 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     // Refund even though the workflow itself may be canceled.
     await CancellationScope.nonCancellable(async () => {
       if (requestId) {
-        await cancelAtProvider({ ...input, requestId }).catch((e) => log.warn('cancel at provider failed', { e }));
+        await cancelAtProvider({ ...input, requestId }).catch((e) =>
+          log.warn('cancel at provider failed', { e }),
+        );
       }
       await failGeneration({
         userId: input.userId,

@@ -1,2 +1,3 @@
 // Every workflow the worker runs; the bundler starts from this file.
 export { GenerationWorkflow } from './generation';
+export { LedgerReconcilerWorkflow } from './reconciler';

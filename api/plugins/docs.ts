@@ -18,7 +18,11 @@ export default fp(
             'Submit AI image and video generations and pay for them in credits. ' +
             'Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 problem+json with a stable `code`.',
         },
-        components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'A Velro API key (vk_…)' } } },
+        components: {
+          securitySchemes: {
+            apiKey: { type: 'http', scheme: 'bearer', description: 'A Velro API key (vk_…)' },
+          },
+        },
         security: [{ apiKey: [] }],
       },
       transform: jsonSchemaTransform,

@@ -11,11 +11,17 @@ export default fp(
         reply.status(status).headers(headers).type('application/problem+json').send(body);
 
       if (err instanceof ApiError) {
-        return send(err.status, problem(err.status, err.code, err.message, req.id, err.extra.errors), err.extra.headers);
+        return send(
+          err.status,
+          problem(err.status, err.code, err.message, req.id, err.extra.errors),
+          err.extra.headers,
+        );
       }
       if (hasZodFastifySchemaValidationErrors(err)) {
         const errors = err.validation.map((v) => ({
-          path: [err.validationContext, ...(v.instancePath ? v.instancePath.slice(1).split('/') : [])].join('.'),
+          path: [err.validationContext, ...(v.instancePath ? v.instancePath.slice(1).split('/') : [])].join(
+            '.',
+          ),
           message: v.message ?? 'invalid',
         }));
         const detail = errors.map((e) => `${e.path}: ${e.message}`).join('; ');
@@ -24,7 +30,13 @@ export default fp(
       const status = err.statusCode ?? 500;
       if (status >= 400 && status < 500) {
         const code =
-          status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : status === 429 ? 'rate_limited' : 'invalid_request';
+          status === 413
+            ? 'payload_too_large'
+            : status === 415
+              ? 'unsupported_media_type'
+              : status === 429
+                ? 'rate_limited'
+                : 'invalid_request';
         return send(status, problem(status, code, err.message, req.id));
       }
       req.log.error({ err }, 'unhandled error');

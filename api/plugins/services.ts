@@ -15,6 +15,7 @@ export interface AppServices {
 }
 
 declare module 'fastify' {
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- merges the services into Fastify's type
   interface FastifyInstance extends AppServices {}
 }
 

@@ -14,7 +14,9 @@ interface AssetRow {
 }
 
 const findAsset = (tx: Tx, id: string) =>
-  tx.query<AssetRow>('SELECT storage_key, content_type, sha256 FROM assets WHERE id = $1', [id]).then((r) => r.rows[0]);
+  tx
+    .query<AssetRow>('SELECT storage_key, content_type, sha256 FROM assets WHERE id = $1', [id])
+    .then((r) => r.rows[0]);
 
 const assets: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -27,7 +29,7 @@ const assets: FastifyPluginAsyncZod = async (app) => {
         summary: 'A stored output',
         description:
           'Output URLs in generations are signed and expire (24 h): they work without an API key. ' +
-          'Without a signature, send the owner\'s API key. A tampered or expired signature gets 403.',
+          "Without a signature, send the owner's API key. A tampered or expired signature gets 403.",
         params: idParams,
         querystring: z.object({
           expires: z.coerce.number().int().positive().optional(),
@@ -43,7 +45,11 @@ const assets: FastifyPluginAsyncZod = async (app) => {
       if (signature !== undefined || expires !== undefined) {
         const check = checkAssetSignature(app.assetSigningKey, id, expires ?? 0, signature ?? '');
         if (check !== 'valid') {
-          throw new ApiError(403, 'forbidden', check === 'expired' ? 'This link has expired.' : 'Invalid link signature.');
+          throw new ApiError(
+            403,
+            'forbidden',
+            check === 'expired' ? 'This link has expired.' : 'Invalid link signature.',
+          );
         }
         // The signature is the authorisation: a system read, by id only.
         asset = await withSystemTx(app.db, (tx) => findAsset(tx, id));

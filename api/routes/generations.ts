@@ -6,16 +6,34 @@ import { withUserTx } from '../../lib/db/pool';
 import { generationWorkflowId } from '../../workflows/definitions';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
-import { decodeCursor, encodeCursor, errorResponses, idParams, paginationQuery, problemSchema } from '../schemas/common';
-import { GENERATION_SELECT, generationSchema, loadGeneration, toView, type GenerationRow } from '../services/generation-view';
+import {
+  decodeCursor,
+  encodeCursor,
+  errorResponses,
+  idParams,
+  paginationQuery,
+  problemSchema,
+} from '../schemas/common';
+import {
+  GENERATION_SELECT,
+  generationSchema,
+  loadGeneration,
+  toView,
+  type GenerationRow,
+} from '../services/generation-view';
 import { submitGeneration } from '../services/submit-generation';
 import { publicUrl } from '../../lib/config';
 
 const submitBody = z.strictObject({
   model: z.enum(MODEL_IDS).describe('A model id from GET /v1/models'),
-  input: z.record(z.string(), z.unknown()).describe("The model's input; see its inputSchema in GET /v1/models/:id"),
+  input: z
+    .record(z.string(), z.unknown())
+    .describe("The model's input; see its inputSchema in GET /v1/models/:id"),
   projectId: z.uuid().nullish(),
-  webhookUrl: z.url({ protocol: /^https?$/ }).max(2048).nullish(),
+  webhookUrl: z
+    .url({ protocol: /^https?$/ })
+    .max(2048)
+    .nullish(),
 });
 
 const listQuery = paginationQuery.extend({
@@ -49,7 +67,10 @@ const generations: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const caller = callerOf(req);
       const id = await submitGeneration(app, caller, req.body);
-      return reply.status(202).header('location', `/v1/generations/${id}`).send(view(await getOwn(caller.id, id)));
+      return reply
+        .status(202)
+        .header('location', `/v1/generations/${id}`)
+        .send(view(await getOwn(caller.id, id)));
     },
   );
 
@@ -99,7 +120,9 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       params.push(limit + 1);
       const sql = `${GENERATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`;
-      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) => tx.query<GenerationRow>(sql, params));
+      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        tx.query<GenerationRow>(sql, params),
+      );
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return {
@@ -124,7 +147,11 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       const caller = callerOf(req);
       const row = await getOwn(caller.id, req.params.id);
       if (row.status === 'succeeded') {
-        throw new ApiError(409, 'already_succeeded', 'This generation has already succeeded and was charged.');
+        throw new ApiError(
+          409,
+          'already_succeeded',
+          'This generation has already succeeded and was charged.',
+        );
       }
       if (row.status === 'queued' || row.status === 'running') {
         await app.temporal.workflow

@@ -7,7 +7,9 @@ const CHECK_TIMEOUT_MS = 2000;
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([
     p,
-    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref()),
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref(),
+    ),
   ]);
 }
 
@@ -16,7 +18,11 @@ const health: FastifyPluginAsyncZod = async (app) => {
     '/',
     {
       config: { public: true },
-      schema: { tags: ['service'], summary: 'Service banner', response: { 200: z.object({ message: z.string(), status: z.string() }) } },
+      schema: {
+        tags: ['service'],
+        summary: 'Service banner',
+        response: { 200: z.object({ message: z.string(), status: z.string() }) },
+      },
     },
     async () => ({ message: 'Velro API', status: 'operational' }),
   );
@@ -59,7 +65,9 @@ const health: FastifyPluginAsyncZod = async (app) => {
         check(app.temporal.workflowService.getSystemInfo({})),
       ]);
       const ok = postgres === 'ok' && temporal === 'ok';
-      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks: { postgres, temporal } });
+      return reply
+        .status(ok ? 200 : 503)
+        .send({ status: ok ? 'ready' : 'unavailable', checks: { postgres, temporal } });
     },
   );
 };

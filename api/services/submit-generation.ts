@@ -36,7 +36,9 @@ function validateInput(model: ModelDefinition, input: unknown): GenerationInput[
     path: ['input', ...i.path.map(String)].join('.'),
     message: i.message,
   }));
-  throw new ApiError(400, 'invalid_request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), { errors });
+  throw new ApiError(400, 'invalid_request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), {
+    errors,
+  });
 }
 
 function pollInitialMs(app: FastifyInstance, provider: GenerationInput['provider']): number {
@@ -48,13 +50,19 @@ function pollInitialMs(app: FastifyInstance, provider: GenerationInput['provider
  * Validates a submit, then starts the generation's workflow with an update that returns once the
  * workflow has reserved the credits (or refused to). Returns the new generation's id.
  */
-export async function submitGeneration(app: FastifyInstance, caller: Caller, body: SubmitBody): Promise<string> {
+export async function submitGeneration(
+  app: FastifyInstance,
+  caller: Caller,
+  body: SubmitBody,
+): Promise<string> {
   const model = findModel(body.model);
   if (!model) throw new ApiError(400, 'invalid_request', `model: unknown model ${body.model}`);
   const input = validateInput(model, body.input);
   const projectId = body.projectId ?? null;
   if (projectId) {
-    const found = await withUserTx(app.db, caller.id, (tx) => tx.query('SELECT 1 FROM projects WHERE id = $1', [projectId]));
+    const found = await withUserTx(app.db, caller.id, (tx) =>
+      tx.query('SELECT 1 FROM projects WHERE id = $1', [projectId]),
+    );
     if (found.rowCount === 0) throw notFound('Project');
   }
 
@@ -103,7 +111,11 @@ export async function submitGeneration(app: FastifyInstance, caller: Caller, bod
   }
   if (!admission.admitted) {
     if (admission.code === 'insufficient_credits') {
-      throw new ApiError(402, 'insufficient_credits', `${model.id} costs ${model.credits} credits. ${admission.message}`);
+      throw new ApiError(
+        402,
+        'insufficient_credits',
+        `${model.id} costs ${model.credits} credits. ${admission.message}`,
+      );
     }
     throw new ApiError(503, 'unavailable', admission.message, { headers: { 'retry-after': '5' } });
   }

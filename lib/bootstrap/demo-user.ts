@@ -15,7 +15,10 @@ const DEMO_GRANT_ID = '00000000-0000-4000-8000-00000000de30';
  */
 export async function ensureDemoUser(db: Db, dataDir: string): Promise<{ email: string; apiKey: string }> {
   const keyFile = path.join(dataDir, 'demo-api-key');
-  const saved = await fs.readFile(keyFile, 'utf8').then((s) => s.trim(), () => undefined);
+  const saved = await fs.readFile(keyFile, 'utf8').then(
+    (s) => s.trim(),
+    () => undefined,
+  );
   return withSystemTx(db, async (tx) => {
     await tx.query('SELECT create_user($1, NULL)', [DEMO_EMAIL]);
     const { rows } = await tx.query<{ id: string }>('SELECT id FROM find_user_by_email($1)', [DEMO_EMAIL]);

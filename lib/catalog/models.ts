@@ -7,7 +7,10 @@ import { z } from 'zod';
 
 const prompt = z.string().trim().min(1, 'prompt must not be empty').max(4000).describe('What to render');
 const seed = z.number().int().min(0).max(4_294_967_295).optional().describe('Seed for reproducible output');
-const imageUrl = z.url({ protocol: /^https?$/ }).max(2048).describe('Source image (http or https URL)');
+const imageUrl = z
+  .url({ protocol: /^https?$/ })
+  .max(2048)
+  .describe('Source image (http or https URL)');
 const negativePrompt = z.string().max(2000).optional();
 
 const wideAspect = z.enum(['21:9', '16:9', '4:3', '3:2', '1:1', '2:3', '3:4', '9:16', '9:21']);
@@ -34,7 +37,9 @@ export type ModelInput = { prompt: string; seed?: number } & Record<string, unkn
 export function sizeForAspect(aspect: string, long: number): { width: number; height: number } {
   const [w, h] = aspect.split(':').map(Number) as [number, number];
   const round16 = (n: number) => Math.max(16, Math.round(n / 16) * 16);
-  return w >= h ? { width: long, height: round16((long * h) / w) } : { width: round16((long * w) / h), height: long };
+  return w >= h
+    ? { width: long, height: round16((long * h) / w) }
+    : { width: round16((long * w) / h), height: long };
 }
 
 const fluxUltraInput = z.strictObject({
@@ -117,7 +122,10 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 300,
     input: kontextInput,
     localOutput: (i) => sizeForAspect(str(i.aspect_ratio, '1:1'), 1024),
-    fal: { endpoint: 'fal-ai/flux-pro/kontext/max', endpointWithoutImage: 'fal-ai/flux-pro/kontext/max/text-to-image' },
+    fal: {
+      endpoint: 'fal-ai/flux-pro/kontext/max',
+      endpointWithoutImage: 'fal-ai/flux-pro/kontext/max/text-to-image',
+    },
     replicate: { model: 'black-forest-labs/flux-kontext-max' },
   },
   {

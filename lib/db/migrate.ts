@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
+import { PROJECT_ROOT } from '../paths';
 
-export const MIGRATIONS_DIR = path.resolve(__dirname, '../../db/migrations');
+export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, 'db', 'migrations');
 // Any constant shared by every Velro process: serialises concurrent start-ups.
 const MIGRATION_LOCK_ID = 7_310_421;
 

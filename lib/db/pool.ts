@@ -32,7 +32,11 @@ export function createPool(opts: PoolOptions, onError: (err: Error) => void = ()
   return pool;
 }
 
-async function inTransaction<T>(db: Db, setup: (c: Tx) => Promise<unknown>, fn: (c: Tx) => Promise<T>): Promise<T> {
+async function inTransaction<T>(
+  db: Db,
+  setup: (c: Tx) => Promise<unknown>,
+  fn: (c: Tx) => Promise<T>,
+): Promise<T> {
   const client = await db.connect();
   try {
     await client.query('BEGIN');

@@ -10,11 +10,7 @@ export class LedgerError extends Error {
 }
 
 export type LedgerErrorCode =
-  | 'invalid_amount'
-  | 'insufficient_credits'
-  | 'not_found'
-  | 'transfer_conflict'
-  | 'already_resolved';
+  'invalid_amount' | 'insufficient_credits' | 'not_found' | 'transfer_conflict' | 'already_resolved';
 
 const BY_SQLSTATE: Record<string, LedgerErrorCode> = {
   VL400: 'invalid_amount',

@@ -39,7 +39,10 @@ async function call(tx: Tx, sql: string, params: unknown[]): Promise<Transfer> {
  * writes, e.g. a generation's status.
  */
 
-export function reserve(tx: Tx, p: { id: string; amount: number; generationId: string | null; deadline: Date }) {
+export function reserve(
+  tx: Tx,
+  p: { id: string; amount: number; generationId: string | null; deadline: Date },
+) {
   return call(tx, 'ledger_reserve($1, $2, $3, $4)', [p.id, p.amount, p.generationId, p.deadline]);
 }
 
@@ -55,7 +58,13 @@ export function grant(
   tx: Tx,
   p: { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null },
 ) {
-  return call(tx, 'ledger_grant($1, $2, $3, $4, $5)', [p.id, p.userId, p.amount, p.reason, p.expiresAt ?? null]);
+  return call(tx, 'ledger_grant($1, $2, $3, $4, $5)', [
+    p.id,
+    p.userId,
+    p.amount,
+    p.reason,
+    p.expiresAt ?? null,
+  ]);
 }
 
 /** The balance of the user the transaction is scoped to. */

@@ -35,7 +35,11 @@ export class LocalProvider implements Provider {
     const elapsed = this.now() - submittedAt(job.requestId);
     const { latencyMs } = this.opts;
     if (elapsed < latencyMs * 0.25) {
-      return { state: 'queued', queuePosition: Math.max(1, Math.ceil((latencyMs * 0.25 - elapsed) / 250)), logs: [] };
+      return {
+        state: 'queued',
+        queuePosition: Math.max(1, Math.ceil((latencyMs * 0.25 - elapsed) / 250)),
+        logs: [],
+      };
     }
     if (elapsed < latencyMs) {
       const percent = Math.floor((elapsed / Math.max(1, latencyMs)) * 100);
@@ -45,7 +49,10 @@ export class LocalProvider implements Provider {
       return {
         state: 'failed',
         logs: ['render failed'],
-        error: { code: 'provider_error', message: 'The local renderer failed (LOCAL_PROVIDER_FAILURE_RATE).' },
+        error: {
+          code: 'provider_error',
+          message: 'The local renderer failed (LOCAL_PROVIDER_FAILURE_RATE).',
+        },
       };
     }
     return { state: 'succeeded', logs: ['render complete'] };

@@ -54,7 +54,9 @@ export interface Provider {
   /** Best effort: a provider that cannot cancel, or a job already done, is not an error. */
   cancel(job: ProviderJob): Promise<void>;
   /** Opens a local output; URL outputs are downloaded by the storage step, not the provider. */
-  openLocal?(source: Extract<OutputSource, { kind: 'local' }>): Promise<{ body: Readable; contentType: string }>;
+  openLocal?(
+    source: Extract<OutputSource, { kind: 'local' }>,
+  ): Promise<{ body: Readable; contentType: string }>;
 }
 
 /** A provider error that retrying will not fix (bad input, content policy): refund at once. */

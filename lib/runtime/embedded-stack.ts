@@ -28,6 +28,7 @@ export interface Stack {
 }
 
 const EMBEDDED_PG_PORT = 54329;
+const TEMPORAL_PORT = 7233;
 
 /**
  * Postgres and Temporal for one machine: each one is used as given, or started embedded with its
@@ -42,7 +43,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     let databaseUrl = opts.databaseUrl;
     if (!databaseUrl) {
       const port = await portOr(EMBEDDED_PG_PORT);
-      opts.log('stack', `starting embedded Postgres on 127.0.0.1:${port} (data: ${path.join(opts.dataDir, 'postgres')})`);
+      opts.log(
+        'stack',
+        `starting embedded Postgres on 127.0.0.1:${port} (data: ${path.join(opts.dataDir, 'postgres')})`,
+      );
       const pg = await startEmbeddedPostgres({
         dataDir: path.join(opts.dataDir, 'postgres'),
         port,
@@ -62,7 +66,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         cliPath,
         dbFile: path.join(opts.dataDir, 'temporal', 'temporal.db'),
         namespace: opts.namespace,
-        uiPort: opts.uiPort,
+        port: await portOr(TEMPORAL_PORT),
+        uiPort: typeof opts.uiPort === 'number' ? await portOr(opts.uiPort) : opts.uiPort,
         searchAttributes: VELRO_SEARCH_ATTRIBUTES,
         onLog: (line) => opts.log('temporal', line),
       });

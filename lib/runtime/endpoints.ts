@@ -12,7 +12,9 @@ export function resolveEndpoints(config: Config): Endpoints {
   const databaseUrl = config.DATABASE_URL ?? stack?.databaseUrl;
   const temporalAddress = config.TEMPORAL_ADDRESS ?? stack?.temporalAddress;
   if (!databaseUrl || !temporalAddress) {
-    const missing = [!databaseUrl && 'DATABASE_URL', !temporalAddress && 'TEMPORAL_ADDRESS'].filter(Boolean).join(' and ');
+    const missing = [!databaseUrl && 'DATABASE_URL', !temporalAddress && 'TEMPORAL_ADDRESS']
+      .filter(Boolean)
+      .join(' and ');
     throw new Error(
       `${missing} not set, and no \`npm start\` stack is running on ${config.dataDir}. ` +
         'Set them, or run `npm start` to bring up the embedded stack.',

@@ -1,6 +1,23 @@
-const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const LEVELS: Record<number, string> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
 // Noise for a terminal: the task token is an opaque blob, sdkComponent repeats on every worker line.
-const SKIP = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'process', 'v', 'taskToken', 'sdkComponent']);
+const SKIP = new Set([
+  'level',
+  'time',
+  'msg',
+  'pid',
+  'hostname',
+  'process',
+  'v',
+  'taskToken',
+  'sdkComponent',
+]);
 
 /** One readable line from a pino JSON line (or any other line): `12:00:01 api  INFO  message key=value`. */
 export function formatLogLine(component: string, line: string, now = new Date()): string {

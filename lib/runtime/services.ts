@@ -7,9 +7,19 @@ import { FsStorage } from '../storage/fs-storage';
 import type { Storage } from '../storage/storage';
 
 /** The shared pieces the API and the worker both build from configuration. */
-export function createDb(config: Config, databaseUrl: string, name: string, onError?: (e: Error) => void): Db {
+export function createDb(
+  config: Config,
+  databaseUrl: string,
+  name: string,
+  onError?: (e: Error) => void,
+): Db {
   return createPool(
-    { connectionString: databaseUrl, role: config.DATABASE_APP_ROLE, max: config.DATABASE_POOL_MAX, applicationName: name },
+    {
+      connectionString: databaseUrl,
+      role: config.DATABASE_APP_ROLE,
+      max: config.DATABASE_POOL_MAX,
+      applicationName: name,
+    },
     onError,
   );
 }

@@ -1,4 +1,5 @@
-import { inflateSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { crc32, inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withUserTx } from '../../lib/db/pool';
 import { createUser, startHarness, waitFor, type Harness } from '../support/context';
@@ -15,7 +16,7 @@ function decodePngHeader(buf: Buffer): { width: number; height: number } {
     const type = buf.toString('latin1', offset + 4, offset + 8);
     const data = buf.subarray(offset + 8, offset + 8 + length);
     const crc = buf.readUInt32BE(offset + 8 + length);
-    expect(require('node:zlib').crc32(buf.subarray(offset + 4, offset + 8 + length))).toBe(crc);
+    expect(crc32(buf.subarray(offset + 4, offset + 8 + length))).toBe(crc);
     if (type === 'IHDR') {
       width = data.readUInt32BE(0);
       height = data.readUInt32BE(4);
@@ -52,7 +53,10 @@ describe('a generation end to end, through HTTP', () => {
       method: 'POST',
       url: '/v1/generations',
       headers: user.auth,
-      payload: { model: 'flux-pro-v1.1-ultra', input: { prompt: 'a lighthouse at dusk', aspect_ratio: '1:1' } },
+      payload: {
+        model: 'flux-pro-v1.1-ultra',
+        input: { prompt: 'a lighthouse at dusk', aspect_ratio: '1:1' },
+      },
     });
     expect(submit.statusCode).toBe(202);
     const created = submit.json();
@@ -76,7 +80,7 @@ describe('a generation end to end, through HTTP', () => {
     expect(file.headers['content-type']).toBe('image/png');
     const png = file.rawPayload;
     expect(png.length).toBe(output.bytes);
-    expect(require('node:crypto').createHash('sha256').update(png).digest('hex')).toBe(output.sha256);
+    expect(createHash('sha256').update(png).digest('hex')).toBe(output.sha256);
     expect(decodePngHeader(png)).toEqual({ width: 1024, height: 1024 });
 
     const credits = (await h.app.inject({ url: '/v1/credits', headers: user.auth })).json();
@@ -122,7 +126,7 @@ describe('a generation end to end, through HTTP', () => {
     expect(credits).toEqual({ available: 1000, reserved: 0, spent: 0 });
   });
 
-  it('answers 401 without a key and 404 for another user\'s generation', async () => {
+  it("answers 401 without a key and 404 for another user's generation", async () => {
     const owner = await createUser(h.db, 100);
     const other = await createUser(h.db, 100);
     const created = (

@@ -10,6 +10,7 @@ import { withSystemTx, type Db } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
 import { createDb, createProviders, createStorage } from '../../lib/runtime/services';
 import { activityDeps, createWorker } from '../../worker/create-worker';
+import { workflowStateOf } from '../../worker/workflow-state';
 import type { ActivityDeps } from '../../activities';
 import type { TestStack } from './global-setup';
 
@@ -53,69 +54,103 @@ export async function createUser(db: Db, credits = 0, role: 'user' | 'admin' = '
     const { rows } = await tx.query<{ id: string }>('SELECT create_user($1, NULL, $2) AS id', [email, role]);
     const id = rows[0]!.id;
     await tx.query('SELECT create_api_key($1, $2, $3, $4)', [id, 'test', key.prefix, key.hash]);
-    if (credits > 0) await ledger.grant(tx, { id: randomUUID(), userId: id, amount: credits, reason: 'test credits' });
+    if (credits > 0)
+      await ledger.grant(tx, { id: randomUUID(), userId: id, amount: credits, reason: 'test credits' });
     return id;
   });
   return { userId, email, apiKey: key.key, auth: { authorization: `Bearer ${key.key}` } };
 }
 
-export interface Harness {
+export interface ApiHarness {
   config: Config;
   db: Db;
   app: App;
   temporal: Client;
-  worker: Worker;
   stop(): Promise<void>;
 }
 
-/**
- * The API (through `inject`) and an in-process worker on the real Temporal server, with the
- * environment `env` applied to their configuration (e.g. the local provider's latency).
- */
-export async function startHarness(
-  env: Record<string, string> = {},
-  depOverrides: Partial<ActivityDeps> = {},
-): Promise<Harness> {
-  quietRuntime();
+export interface Harness extends ApiHarness {
+  worker: Worker;
+}
+
+/** The API (called through `inject`) on the test stack, with `env` applied to its configuration. */
+export async function startApi(env: Record<string, string> = {}): Promise<ApiHarness> {
   const stack = testStack();
   const config = testConfig(env);
   const db = testDb(config);
-  const storage = createStorage(config);
   const connection = await Connection.connect({ address: stack.temporalAddress });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-  const app = await buildApp({ config, db, temporal, storage, assetSigningKey: Buffer.alloc(32, 7) });
-  const nativeConnection = await NativeConnection.connect({ address: stack.temporalAddress });
-  const worker = await createWorker({
+  const app = await buildApp({
     config,
-    connection: nativeConnection,
-    workflowBundlePath: stack.workflowBundlePath,
-    deps: { ...activityDeps(config, { db, storage, providers: createProviders(config) }), ...depOverrides },
+    db,
+    temporal,
+    storage: createStorage(config),
+    assetSigningKey: Buffer.alloc(32, 7),
   });
-  const running = worker.run();
   return {
     config,
     db,
     app,
     temporal,
-    worker,
     async stop() {
-      worker.shutdown();
-      await running;
       await app.close();
-      await nativeConnection.close();
       await connection.close();
       await db.end();
     },
   };
 }
 
+/**
+ * The API plus an in-process worker on the real Temporal server, sharing one configuration
+ * (e.g. the local provider's latency from `env`).
+ */
+export async function startHarness(
+  env: Record<string, string> = {},
+  depOverrides: Partial<ActivityDeps> = {},
+): Promise<Harness> {
+  quietRuntime();
+  const api = await startApi(env);
+  const { config, db, temporal } = api;
+  const nativeConnection = await NativeConnection.connect({ address: testStack().temporalAddress });
+  const worker = await createWorker({
+    config,
+    connection: nativeConnection,
+    workflowBundlePath: testStack().workflowBundlePath,
+    deps: {
+      ...activityDeps(config, {
+        db,
+        storage: createStorage(config),
+        providers: createProviders(config),
+        workflowState: workflowStateOf(temporal),
+      }),
+      ...depOverrides,
+    },
+  });
+  const running = worker.run();
+  return {
+    ...api,
+    worker,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await nativeConnection.close();
+      await api.stop();
+    },
+  };
+}
+
 /** Polls `fn` until `done` says so, or fails after `timeoutMs`. */
-export async function waitFor<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await fn();
     if (done(value)) return value;
-    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)}`);
+    if (Date.now() > until)
+      throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { DefaultLogger } from '@temporalio/worker';
 import type { TestProject } from 'vitest/node' with { 'resolution-mode': 'import' };
 import { startStack } from '../../lib/runtime/embedded-stack';
 import { buildWorkflowBundle } from '../../worker/build-bundle';
@@ -39,13 +40,19 @@ export default async function setup(project: TestProject) {
     // Tests provoke refusals on purpose: only fatal Postgres lines are shown.
     postgresSettings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
     log: (component, line) => {
-      if (component === 'stack' || /FATAL|PANIC/.test(line)) process.stderr.write(`[test ${component}] ${line}\n`);
+      if (component === 'stack' || /FATAL|PANIC/.test(line))
+        process.stderr.write(`[test ${component}] ${line}\n`);
     },
   });
   const workflowBundlePath = path.join(dataDir, 'workflow-bundle.js');
-  await buildWorkflowBundle(workflowBundlePath);
+  await buildWorkflowBundle(workflowBundlePath, new DefaultLogger('WARN'));
   process.stderr.write(`[test stack] Postgres and Temporal ready in ${Date.now() - started} ms\n`);
-  project.provide('stack', { databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, workflowBundlePath, dataDir });
+  project.provide('stack', {
+    databaseUrl: stack.databaseUrl,
+    temporalAddress: stack.temporalAddress,
+    workflowBundlePath,
+    dataDir,
+  });
 
   return async () => {
     await stack.stop();

@@ -1,0 +1,98 @@
+import { log, metricMeter } from '@temporalio/activity';
+import { withSystemTx } from '../lib/db/pool';
+import { transferId } from '../lib/ledger/ids';
+import * as ledger from '../lib/ledger/ledger';
+import { generationWorkflowId } from '../workflows/definitions';
+import type { ActivityDeps } from './deps';
+
+export interface ReconcileReport {
+  expiredCredits: number;
+  releasedReservations: number;
+  /** Generations that are terminal without exactly one commit or release: need an operator. */
+  unsettledGenerations: string[];
+}
+
+interface OverdueReserve {
+  id: string;
+  user_id: string;
+  generation_id: string | null;
+}
+
+export function reconciliationActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * The ledger's safety net, run every minute by a Temporal Schedule: expires lapsed grants,
+     * releases reservations past their deadline whose workflow is closed or gone, and reports
+     * generations that ended without exactly one commit or release.
+     */
+    async reconcileLedger(): Promise<ReconcileReport> {
+      const expiredCredits = await withSystemTx(deps.db, async (tx) => {
+        const { rows } = await tx.query<{ n: number }>('SELECT ledger_expire_grants() AS n');
+        return rows[0]!.n;
+      });
+
+      const overdue = await withSystemTx(deps.db, (tx) =>
+        tx.query<OverdueReserve>(
+          `SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r
+           WHERE r.kind = 'reserve' AND r.expires_at < now()
+             AND NOT EXISTS (SELECT 1 FROM credit_transfers c WHERE c.pending_id = r.id)
+           ORDER BY r.expires_at LIMIT 500`,
+        ),
+      );
+      let releasedReservations = 0;
+      for (const reserve of overdue.rows) {
+        if (reserve.generation_id) {
+          const state = await deps.workflowState(generationWorkflowId(reserve.generation_id));
+          if (state === 'running') continue; // still working on it: its own refund path will settle it
+        }
+        await withSystemTx(deps.db, async (tx) => {
+          // The release checks the reservation belongs to app.user_id: act as its owner.
+          await tx.query(`SELECT set_config('app.user_id', $1, true)`, [reserve.user_id]);
+          // The same id the generation's own refund would use: whichever comes first, the other is a replay.
+          await ledger.release(tx, {
+            id: transferId(reserve.generation_id ?? reserve.id, 'release'),
+            pendingId: reserve.id,
+            reason: 'reconciler: reservation past its deadline and its workflow is closed',
+          });
+          if (reserve.generation_id) {
+            await tx.query(
+              `UPDATE generations SET status = 'failed', stage = 'refunded', error_code = 'abandoned',
+                 error_message = 'The generation stopped without finishing; its credits were refunded.',
+                 updated_at = now(), completed_at = now()
+               WHERE id = $1 AND completed_at IS NULL`,
+              [reserve.generation_id],
+            );
+          }
+        });
+        releasedReservations++;
+      }
+
+      const unsettled = await withSystemTx(deps.db, (tx) =>
+        tx.query<{ id: string; status: string; resolutions: number }>(
+          `SELECT g.id, g.status, count(c.id)::int AS resolutions
+           FROM generations g
+           LEFT JOIN credit_transfers r ON r.generation_id = g.id AND r.kind = 'reserve'
+           LEFT JOIN credit_transfers c ON c.pending_id = r.id
+           WHERE g.status IN ('succeeded', 'failed', 'canceled')
+           GROUP BY g.id, g.status
+           HAVING count(c.id) <> 1
+              OR bool_or(c.kind = 'commit') IS DISTINCT FROM (g.status = 'succeeded')
+           LIMIT 100`,
+        ),
+      );
+      const unsettledGenerations = unsettled.rows.map((r) => r.id);
+      metricMeter.createGauge('velro_ledger_unsettled_generations').set(unsettledGenerations.length);
+      for (const row of unsettled.rows) {
+        log.error('generation is terminal without exactly one commit or release', {
+          generationId: row.id,
+          status: row.status,
+          resolutions: row.resolutions,
+        });
+      }
+      if (expiredCredits || releasedReservations) {
+        log.info('ledger reconciled', { expiredCredits, releasedReservations });
+      }
+      return { expiredCredits, releasedReservations, unsettledGenerations };
+    },
+  };
+}
