@@ -60,6 +60,7 @@ async function main() {
     databaseUrl: config.DATABASE_URL,
     temporalAddress: config.TEMPORAL_ADDRESS,
     namespace: config.TEMPORAL_NAMESPACE,
+    wellKnownPorts: true,
     uiPort: config.TEMPORAL_ADDRESS ? false : config.TEMPORAL_UI_PORT,
     log: (component, line) => {
       if (component !== 'postgres' || /ERROR|FATAL|PANIC/.test(line)) print(component, line);

@@ -14,6 +14,8 @@ export interface StackOptions {
   namespace?: string;
   /** Temporal Web UI port, or false for none. */
   uiPort?: number | false;
+  /** Use the well-known ports (54329, 7233) when free; tests take any free port instead. */
+  wellKnownPorts?: boolean;
   /** Postgres settings for the embedded server (tests turn durability off for speed). */
   postgresSettings?: Record<string, string>;
   log: (component: 'postgres' | 'temporal' | 'stack', line: string) => void;
@@ -42,7 +44,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   try {
     let databaseUrl = opts.databaseUrl;
     if (!databaseUrl) {
-      const port = await portOr(EMBEDDED_PG_PORT);
+      const port = opts.wellKnownPorts ? await portOr(EMBEDDED_PG_PORT) : await freePort();
       opts.log(
         'stack',
         `starting embedded Postgres on 127.0.0.1:${port} (data: ${path.join(opts.dataDir, 'postgres')})`,
@@ -66,7 +68,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         cliPath,
         dbFile: path.join(opts.dataDir, 'temporal', 'temporal.db'),
         namespace: opts.namespace,
-        port: await portOr(TEMPORAL_PORT),
+        port: opts.wellKnownPorts ? await portOr(TEMPORAL_PORT) : await freePort(),
         uiPort: typeof opts.uiPort === 'number' ? await portOr(opts.uiPort) : opts.uiPort,
         searchAttributes: VELRO_SEARCH_ATTRIBUTES,
         onLog: (line) => opts.log('temporal', line),

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities';
+import { withSystemTx, withUserTx } from '../../lib/db/pool';
+import { transferId } from '../../lib/ledger/ids';
+import * as ledger from '../../lib/ledger/ledger';
+import { createProviders, createStorage } from '../../lib/runtime/services';
+import { activityDeps } from '../../worker/create-worker';
+import { ensureReconcilerSchedule } from '../../worker/reconciler-schedule';
+import { RECONCILER_SCHEDULE_ID } from '../../workflows/reconciler';
+import { createUser, startHarness, type Harness } from '../support/context';
+
+describe('the ledger reconciler', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ LOCAL_PROVIDER_LATENCY_MS: '100' });
+  });
+  afterAll(() => h?.stop());
+
+  /** A generation row plus its reservation, as admission leaves them, with a chosen deadline. */
+  async function reservedGeneration(userId: string, deadline: Date) {
+    const generationId = randomUUID();
+    await withUserTx(h.db, userId, async (tx) => {
+      await tx.query(
+        `INSERT INTO generations (id, user_id, model, input, credits, provider, status, stage)
+         VALUES ($1, $2, 'imagen4-ultra', '{"prompt":"x"}', 45, 'local', 'running', 'waiting for provider')`,
+        [generationId, userId],
+      );
+      await ledger.reserve(tx, {
+        id: transferId(generationId, 'reserve'),
+        amount: 45,
+        generationId,
+        deadline,
+      });
+    });
+    return generationId;
+  }
+
+  function reconcileWith(workflowState: (id: string) => Promise<'running' | 'closed' | 'missing'>) {
+    const deps = activityDeps(h.config, {
+      db: h.db,
+      storage: createStorage(h.config),
+      providers: createProviders(h.config),
+      workflowState,
+    });
+    return new MockActivityEnvironment().run(createActivities(deps).reconcileLedger);
+  }
+
+  it('releases overdue reservations whose workflow is gone, and leaves running ones alone', async () => {
+    const user = await createUser(h.db, 200);
+    const past = new Date(Date.now() - 60_000);
+    const abandoned = await reservedGeneration(user.userId, past);
+    const stillRunning = await reservedGeneration(user.userId, past);
+    const notDue = await reservedGeneration(user.userId, new Date(Date.now() + 3_600_000));
+
+    const report = await reconcileWith(async (workflowId) =>
+      workflowId.endsWith(stillRunning) ? 'running' : 'missing',
+    );
+    expect(report.releasedReservations).toBeGreaterThanOrEqual(1);
+
+    const kinds = await withSystemTx(h.db, async (tx) => {
+      const { rows } = await tx.query<{ generation_id: string; kinds: string[] }>(
+        `SELECT generation_id, array_agg(kind ORDER BY kind) AS kinds FROM credit_transfers
+         WHERE generation_id = ANY($1) GROUP BY generation_id`,
+        [[abandoned, stillRunning, notDue]],
+      );
+      return Object.fromEntries(rows.map((r) => [r.generation_id, r.kinds]));
+    });
+    expect(kinds[abandoned]).toEqual(['release', 'reserve']);
+    expect(kinds[stillRunning]).toEqual(['reserve']);
+    expect(kinds[notDue]).toEqual(['reserve']);
+
+    const gen = (await h.app.inject({ url: `/v1/generations/${abandoned}`, headers: user.auth })).json();
+    expect(gen).toMatchObject({
+      status: 'failed',
+      error: { code: 'abandoned' },
+      credits: { state: 'refunded' },
+    });
+    expect((await h.app.inject({ url: '/v1/credits', headers: user.auth })).json()).toEqual({
+      available: 110,
+      reserved: 90,
+      spent: 0,
+    });
+
+    // A second pass changes nothing for it: the release is a replay.
+    await reconcileWith(async () => 'missing');
+    const after = await withSystemTx(h.db, (tx) =>
+      tx.query('SELECT 1 FROM credit_transfers WHERE generation_id = $1', [abandoned]),
+    );
+    expect(after.rowCount).toBe(2);
+  });
+
+  it('reports a terminal generation that was never settled', async () => {
+    const user = await createUser(h.db, 100);
+    const orphan = await reservedGeneration(user.userId, new Date(Date.now() + 3_600_000));
+    await withUserTx(h.db, user.userId, (tx) =>
+      tx.query(`UPDATE generations SET status = 'succeeded', completed_at = now() WHERE id = $1`, [orphan]),
+    );
+    const report = await reconcileWith(async () => 'running');
+    expect(report.unsettledGenerations).toContain(orphan);
+  });
+
+  it('runs every minute as a Temporal Schedule, created once', async () => {
+    expect(await ensureReconcilerSchedule(h.temporal, h.config.TEMPORAL_TASK_QUEUE)).toMatch(
+      /created|exists/,
+    );
+    expect(await ensureReconcilerSchedule(h.temporal, h.config.TEMPORAL_TASK_QUEUE)).toBe('exists');
+    const schedule = await h.temporal.schedule.getHandle(RECONCILER_SCHEDULE_ID).describe();
+    expect(schedule.spec.intervals?.[0]?.every).toBe(60_000);
+    expect(schedule.action.workflowType).toBe('LedgerReconcilerWorkflow');
+  });
+});
