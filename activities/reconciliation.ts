@@ -31,6 +31,11 @@ export function reconciliationActivities(deps: ActivityDeps) {
         return rows[0]!.n;
       });
 
+      // Housekeeping: idempotency keys are promised for 24 hours; keep them 48.
+      await withSystemTx(deps.db, (tx) =>
+        tx.query(`DELETE FROM idempotency_keys WHERE created_at < now() - interval '48 hours'`),
+      );
+
       const overdue = await withSystemTx(deps.db, (tx) =>
         tx.query<OverdueReserve>(
           `SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r

@@ -21,7 +21,7 @@ import {
   toView,
   type GenerationRow,
 } from '../services/generation-view';
-import { submitGeneration } from '../services/submit-generation';
+import { submitGeneration, waitUntilDone } from '../services/submit-generation';
 import { publicUrl } from '../../lib/config';
 
 const submitBody = z.strictObject({
@@ -35,6 +35,35 @@ const submitBody = z.strictObject({
     .max(2048)
     .nullish(),
 });
+
+const submitHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(255)
+    .optional()
+    .describe('Makes retries safe (Stripe semantics), kept 24 h'),
+  prefer: z
+    .string()
+    .max(100)
+    .optional()
+    .describe('`wait=N` (1–60): answer when the generation ends or after N seconds'),
+});
+
+/** `Prefer: wait=N` → N; other preferences are ignored, as RFC 7240 asks. */
+function parsePreferWait(header: string | undefined): number | undefined {
+  const match = header && /(?:^|[,;\s])wait\s*=\s*"?([^",;\s]*)"?/i.exec(header);
+  if (!match) return undefined;
+  const seconds = Number(match[1]);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) {
+    throw new ApiError(
+      400,
+      'invalid_request',
+      'Prefer: wait must be a whole number of seconds from 1 to 60.',
+    );
+  }
+  return seconds;
+}
 
 const listQuery = paginationQuery.extend({
   projectId: z.uuid().optional(),
@@ -54,23 +83,42 @@ const generations: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/v1/generations',
     {
+      config: { idempotent: 'converge' },
       schema: {
         tags: ['generations'],
         summary: 'Submit a generation',
         description:
           "Validates the model's input, reserves the model's credits and starts the generation. " +
-          'Answers 202 once the credits are reserved, 402 when they are not enough (nothing is charged).',
+          'Answers 202 once the credits are reserved, 402 when they are not enough (nothing is charged). ' +
+          'Send `Idempotency-Key` to make retries safe: the same key and body return the first answer; ' +
+          'without a key, a retried request may create a second generation. ' +
+          '`Prefer: wait=N` (1–60) holds the answer until the generation ends or N seconds pass: ' +
+          '200 when it ended, 202 while it still runs.',
+        headers: submitHeaders,
         body: submitBody,
-        response: { 202: generationSchema, 402: problemSchema, 503: problemSchema, ...errorResponses },
+        response: {
+          200: generationSchema,
+          202: generationSchema,
+          402: problemSchema,
+          409: problemSchema,
+          422: problemSchema,
+          503: problemSchema,
+          ...errorResponses,
+        },
       },
     },
     async (req, reply) => {
       const caller = callerOf(req);
-      const id = await submitGeneration(app, caller, req.body);
+      const waitSeconds = parsePreferWait(req.headers.prefer);
+      const id = await submitGeneration(app, caller, req.body, req.idempotencyKey);
+      if (waitSeconds) await waitUntilDone(app, id, waitSeconds);
+      const generation = view(await getOwn(caller.id, id));
+      const done = !['queued', 'running'].includes(generation.status);
+      if (waitSeconds) reply.header('preference-applied', `wait=${waitSeconds}`);
       return reply
-        .status(202)
+        .status(waitSeconds && done ? 200 : 202)
         .header('location', `/v1/generations/${id}`)
-        .send(view(await getOwn(caller.id, id)));
+        .send(generation);
     },
   );
 

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { WithStartWorkflowOperation } from '@temporalio/client';
+import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { z } from 'zod';
 import { findModel, type ModelDefinition } from '../../lib/catalog/models';
 import { activeProvider } from '../../lib/config';
 import { withUserTx } from '../../lib/db/pool';
+import { derivedUuid } from '../../lib/ledger/ids';
 import {
   admissionUpdate,
   generationWorkflowId,
@@ -54,6 +55,7 @@ export async function submitGeneration(
   app: FastifyInstance,
   caller: Caller,
   body: SubmitBody,
+  idempotencyKey: string | null,
 ): Promise<string> {
   const model = findModel(body.model);
   if (!model) throw new ApiError(400, 'invalid_request', `model: unknown model ${body.model}`);
@@ -66,7 +68,11 @@ export async function submitGeneration(
     if (found.rowCount === 0) throw notFound('Project');
   }
 
-  const generationId = randomUUID();
+  // With an Idempotency-Key the id, and so the workflow id, follows from the key: concurrent
+  // duplicates meet at the same workflow (USE_EXISTING) and create one generation.
+  const generationId = idempotencyKey
+    ? derivedUuid(`velro:generation:${caller.id}:${idempotencyKey}`)
+    : randomUUID();
   const provider = activeProvider(app.config);
   const workflowInput: GenerationInput = {
     generationId,
@@ -85,6 +91,8 @@ export async function submitGeneration(
     taskQueue: app.config.TEMPORAL_TASK_QUEUE,
     args: [workflowInput],
     workflowIdConflictPolicy: 'USE_EXISTING',
+    // An id whose workflow has closed is never run again: that would replay a settled reservation.
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
     typedSearchAttributes: [
       { key: UserIdKey, value: caller.id },
       { key: ModelKey, value: model.id },
@@ -99,6 +107,7 @@ export async function submitGeneration(
       app.temporal.workflow.executeUpdateWithStart(admissionUpdate, { startWorkflowOperation: startOp }),
     );
   } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return alreadyRun(app, caller, generationId);
     app.log.warn({ err, generationId }, 'admission did not complete');
     // The workflow may still run later; cancel it so that whatever it reserved is refunded.
     await app.temporal.workflow
@@ -120,4 +129,35 @@ export async function submitGeneration(
     throw new ApiError(503, 'unavailable', admission.message, { headers: { 'retry-after': '5' } });
   }
   return generationId;
+}
+
+/** The key's generation has run already (its stored answer was a 5xx, so the client retried). */
+async function alreadyRun(app: FastifyInstance, caller: Caller, generationId: string): Promise<string> {
+  const found = await withUserTx(app.db, caller.id, (tx) =>
+    tx.query('SELECT 1 FROM generations WHERE id = $1', [generationId]),
+  );
+  if (found.rowCount) return generationId;
+  throw new ApiError(
+    409,
+    'idempotency_key_used',
+    'This Idempotency-Key belongs to a generation that was not admitted. Use a new key to try again.',
+  );
+}
+
+/** Resolves when the generation's workflow has finished, or after `seconds`, whichever comes first. */
+export async function waitUntilDone(
+  app: FastifyInstance,
+  generationId: string,
+  seconds: number,
+): Promise<void> {
+  const handle = app.temporal.workflow.getHandle(generationWorkflowId(generationId));
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), seconds * 1000);
+  try {
+    await app.temporal.withAbortSignal(controller.signal, () => handle.result());
+  } catch {
+    // Time is up (or the workflow ended abnormally): the caller reads the current state either way.
+  } finally {
+    clearTimeout(timer);
+  }
 }
