@@ -1,6 +1,7 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   condition,
   isCancellation,
   log,
@@ -39,7 +40,6 @@ const providerRetry = {
   backoffCoefficient: 2,
   maximumInterval: '30 seconds',
   maximumAttempts: 10,
-  nonRetryableErrorTypes: ['NonRetryableProviderError'],
 };
 const { submitToProvider, checkProvider } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
@@ -97,14 +97,17 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     const refused = rejection(err);
     admission = refused;
     setStatus('failed', 'rejected');
-    await condition(allHandlersFinished);
+    await afterHandlers();
     return { status: 'failed', error: { code: refused.code, message: refused.message }, assetIds: [] };
   }
 
   let requestId: string | undefined;
   try {
+    // A cancel that arrived during admission stops here, before anything is paid for at the provider.
+    if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('canceled before submit');
     setStatus('running', 'submitting');
-    ({ requestId } = await submitToProvider(input));
+    // Not cancellable: once the job is submitted we must learn its id, to cancel it at the provider.
+    ({ requestId } = await CancellationScope.nonCancellable(() => submitToProvider(input)));
 
     setStatus('running', 'waiting for provider');
     const deadline = Date.now() + input.deadlineSeconds * 1000;
@@ -131,9 +134,12 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     setStatus('running', 'storing outputs');
     const assetIds = await storeOutputs({ ...input, requestId });
 
-    await completeGeneration({ userId: input.userId, generationId: input.generationId });
+    // Once the outputs are kept, a cancel no longer applies: settle the charge whatever happens.
+    await CancellationScope.nonCancellable(() =>
+      completeGeneration({ userId: input.userId, generationId: input.generationId }),
+    );
     setStatus('succeeded', 'done');
-    await condition(allHandlersFinished);
+    await afterHandlers();
     return { status: 'succeeded', assetIds };
   } catch (err) {
     const canceled = isCancellation(err);
@@ -154,9 +160,14 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       });
     });
     setStatus(canceled ? 'canceled' : 'failed', 'refunded');
-    await condition(allHandlersFinished);
+    await afterHandlers();
     return { status: canceled ? 'canceled' : 'failed', error, assetIds: [] };
   }
+}
+
+/** Lets running update handlers answer before the workflow closes, even when it was canceled. */
+function afterHandlers(): Promise<void> {
+  return CancellationScope.nonCancellable(() => condition(allHandlersFinished));
 }
 
 function rejection(err: unknown): Admission & { admitted: false } {

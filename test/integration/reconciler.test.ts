@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
+import type { ReconcileReport } from '../../activities/reconciliation';
 import { withSystemTx, withUserTx } from '../../lib/db/pool';
 import { transferId } from '../../lib/ledger/ids';
 import * as ledger from '../../lib/ledger/ledger';
@@ -44,7 +45,9 @@ describe('the ledger reconciler', () => {
       providers: createProviders(h.config),
       workflowState,
     });
-    return new MockActivityEnvironment().run(createActivities(deps).reconcileLedger);
+    return new MockActivityEnvironment().run(
+      createActivities(deps).reconcileLedger,
+    ) as Promise<ReconcileReport>;
   }
 
   it('releases overdue reservations whose workflow is gone, and leaves running ones alone', async () => {

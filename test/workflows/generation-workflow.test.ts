@@ -1,0 +1,592 @@
+// The generation workflow's logic on the real Temporal dev server, with stub activities that record
+// every call: no Postgres, no provider, just the order of side effects the workflow asks for.
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection, WithStartWorkflowOperation, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { createActivities } from '../../activities';
+import type { ProviderStatus } from '../../lib/providers/provider';
+import {
+  admissionUpdate,
+  generationWorkflowId,
+  ModelKey,
+  progressQuery,
+  providerEventSignal,
+  StatusKey,
+  UserIdKey,
+  type GenerationInput,
+} from '../../workflows/definitions';
+import type { GenerationWorkflow } from '../../workflows/generation';
+import { testStack } from '../support/context';
+
+/** The activities the workflow calls (the worker's factory may hold others, e.g. for the reconciler). */
+type Activities = Pick<
+  ReturnType<typeof createActivities>,
+  | 'admitGeneration'
+  | 'submitToProvider'
+  | 'checkProvider'
+  | 'storeOutputs'
+  | 'completeGeneration'
+  | 'failGeneration'
+  | 'cancelAtProvider'
+>;
+type ActivityName = keyof Activities;
+
+interface Call {
+  name: ActivityName;
+  args: unknown[];
+  at: number;
+}
+
+interface Deferred<T = void> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+}
+
+function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** The i-th call runs the i-th function; calls past the end repeat the last one. */
+function sequence<A extends unknown[], R>(
+  ...fns: ((...args: A) => Promise<R>)[]
+): (...args: A) => Promise<R> {
+  let i = 0;
+  return (...args: A) => fns[Math.min(i++, fns.length - 1)]!(...args);
+}
+
+/**
+ * Activities with the names and signatures of `createActivities`' members that record each call,
+ * succeeding by default; a test overrides the ones it needs.
+ */
+class StubActivities {
+  readonly calls: Call[] = [];
+  /** Calls that returned or threw, in the order they finished. */
+  readonly finished: ActivityName[] = [];
+  readonly activities: Activities;
+  private readonly gates: Deferred[] = [];
+
+  constructor(overrides: Partial<Activities> = {}) {
+    const impl: Activities = {
+      admitGeneration: async (input) => ({ reservationId: `reserve-${input.generationId}` }),
+      submitToProvider: async (input) => ({ requestId: `request-${input.generationId}` }),
+      checkProvider: async () => ({ state: 'succeeded', logs: [] }),
+      storeOutputs: async (input) => [`asset-${input.generationId}-0`, `asset-${input.generationId}-1`],
+      completeGeneration: async () => undefined,
+      failGeneration: async () => undefined,
+      cancelAtProvider: async () => undefined,
+      ...overrides,
+    };
+    this.activities = {
+      admitGeneration: this.record('admitGeneration', impl.admitGeneration),
+      submitToProvider: this.record('submitToProvider', impl.submitToProvider),
+      checkProvider: this.record('checkProvider', impl.checkProvider),
+      storeOutputs: this.record('storeOutputs', impl.storeOutputs),
+      completeGeneration: this.record('completeGeneration', impl.completeGeneration),
+      failGeneration: this.record('failGeneration', impl.failGeneration),
+      cancelAtProvider: this.record('cancelAtProvider', impl.cancelAtProvider),
+    };
+  }
+
+  private record<A extends unknown[], R>(name: ActivityName, fn: (...args: A) => Promise<R>) {
+    return async (...args: A): Promise<R> => {
+      this.calls.push({ name, args, at: Date.now() });
+      try {
+        return await fn(...args);
+      } finally {
+        this.finished.push(name);
+      }
+    };
+  }
+
+  names(): ActivityName[] {
+    return this.calls.map((c) => c.name);
+  }
+
+  argsOf(name: ActivityName): unknown[][] {
+    return this.calls.filter((c) => c.name === name).map((c) => c.args);
+  }
+
+  /** A promise an activity can wait on; every gate opens when the test ends, so no worker hangs. */
+  gate(): Deferred {
+    const d = deferred();
+    this.gates.push(d);
+    return d;
+  }
+
+  releaseAll(): void {
+    for (const g of this.gates) g.resolve();
+  }
+}
+
+let connection: Connection;
+let client: Client;
+let nativeConnection: NativeConnection;
+
+beforeAll(async () => {
+  // Stub activities fail on purpose, and each failure is a worker warning: only errors are shown.
+  // (Core's own warnings, e.g. a failing workflow task, are printed regardless.)
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const stack = testStack();
+  connection = await Connection.connect({ address: stack.temporalAddress });
+  client = new Client({ connection });
+  nativeConnection = await NativeConnection.connect({ address: stack.temporalAddress });
+});
+
+afterAll(async () => {
+  await nativeConnection?.close();
+  await connection?.close();
+});
+
+/** Runs `fn` with a new worker of the stub activities on a task queue of its own. */
+async function withWorker<T>(stubs: StubActivities, fn: (taskQueue: string) => Promise<T>): Promise<T> {
+  const taskQueue = `workflow-test-${randomUUID()}`;
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    taskQueue,
+    workflowBundle: { codePath: testStack().workflowBundlePath },
+    activities: stubs.activities,
+  });
+  return worker.runUntil(async () => {
+    try {
+      return await fn(taskQueue);
+    } finally {
+      stubs.releaseAll();
+    }
+  });
+}
+
+function generationInput(overrides: Partial<GenerationInput> = {}): GenerationInput {
+  return {
+    generationId: randomUUID(),
+    userId: randomUUID(),
+    projectId: null,
+    model: 'flux-pro-v1.1-ultra',
+    input: { prompt: 'a lighthouse at dusk', seed: 7 },
+    credits: 50,
+    provider: 'local',
+    deadlineSeconds: 60,
+    pollInitialMs: 50,
+    webhookUrl: null,
+    ...overrides,
+  };
+}
+
+function startOperation(taskQueue: string, input: GenerationInput) {
+  return new WithStartWorkflowOperation<typeof GenerationWorkflow>('GenerationWorkflow', {
+    workflowId: generationWorkflowId(input.generationId),
+    taskQueue,
+    args: [input],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    typedSearchAttributes: [
+      { key: UserIdKey, value: input.userId },
+      { key: ModelKey, value: input.model },
+      { key: StatusKey, value: 'queued' },
+    ],
+  });
+}
+
+/** Starts the workflow as the API does: Update-with-Start, answered once admission is decided. */
+async function submit(taskQueue: string, input: GenerationInput) {
+  const startWorkflowOperation = startOperation(taskQueue, input);
+  const admission = await client.workflow.executeUpdateWithStart(admissionUpdate, { startWorkflowOperation });
+  return { admission, handle: await startWorkflowOperation.workflowHandle() };
+}
+
+/** Starts the workflow without waiting on admission. */
+function start(
+  taskQueue: string,
+  input: GenerationInput,
+): Promise<WorkflowHandle<typeof GenerationWorkflow>> {
+  return client.workflow.start<typeof GenerationWorkflow>('GenerationWorkflow', {
+    workflowId: generationWorkflowId(input.generationId),
+    taskQueue,
+    args: [input],
+    typedSearchAttributes: [{ key: StatusKey, value: 'queued' }],
+  });
+}
+
+async function statusAttribute(handle: WorkflowHandle): Promise<string | undefined> {
+  return (await handle.describe()).typedSearchAttributes.get(StatusKey);
+}
+
+const running = async (): Promise<ProviderStatus> => ({ state: 'running', logs: [] });
+
+describe('GenerationWorkflow with stub activities', () => {
+  it('admits, polls until the provider succeeds, stores the outputs and commits once, reporting progress', async () => {
+    const input = generationInput();
+    const inSecondPoll = deferred();
+    const inThirdPoll = deferred();
+    const stubs: StubActivities = new StubActivities({
+      checkProvider: sequence<[unknown], ProviderStatus>(
+        async () => ({ state: 'queued', queuePosition: 3, logs: ['queued at position 3'] }),
+        async () => {
+          inSecondPoll.resolve();
+          await secondPoll.promise;
+          return { state: 'running', logs: ['rendering: 50%'] };
+        },
+        async () => {
+          inThirdPoll.resolve();
+          await thirdPoll.promise;
+          return { state: 'succeeded', logs: ['rendering: 100%'] };
+        },
+      ),
+    });
+    const secondPoll = stubs.gate();
+    const thirdPoll = stubs.gate();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { admission, handle } = await submit(taskQueue, input);
+      expect(admission).toEqual({ admitted: true, reservationId: `reserve-${input.generationId}` });
+
+      await inSecondPoll.promise;
+      expect(await handle.query(progressQuery)).toEqual({
+        status: 'running',
+        stage: 'waiting for provider',
+        queuePosition: 3,
+        logs: ['queued at position 3'],
+      });
+      expect(await statusAttribute(handle)).toBe('running');
+      secondPoll.resolve();
+
+      await inThirdPoll.promise;
+      expect(await handle.query(progressQuery)).toEqual({
+        status: 'running',
+        stage: 'waiting for provider',
+        queuePosition: null,
+        logs: ['queued at position 3', 'rendering: 50%'],
+      });
+      thirdPoll.resolve();
+
+      expect(await handle.result()).toEqual({
+        status: 'succeeded',
+        assetIds: [`asset-${input.generationId}-0`, `asset-${input.generationId}-1`],
+      });
+      expect(await statusAttribute(handle)).toBe('succeeded');
+      expect(await handle.query(progressQuery)).toEqual({
+        status: 'succeeded',
+        stage: 'done',
+        queuePosition: null,
+        logs: ['queued at position 3', 'rendering: 50%', 'rendering: 100%'],
+      });
+    });
+
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'checkProvider',
+      'checkProvider',
+      'storeOutputs',
+      'completeGeneration',
+    ]);
+    const job = { ...input, requestId: `request-${input.generationId}` };
+    expect(stubs.argsOf('admitGeneration')).toEqual([[input]]);
+    expect(stubs.argsOf('submitToProvider')).toEqual([[input]]);
+    expect(stubs.argsOf('checkProvider')).toEqual([[job], [job], [job]]);
+    expect(stubs.argsOf('storeOutputs')).toEqual([[job]]);
+    expect(stubs.argsOf('completeGeneration')).toEqual([
+      [{ userId: input.userId, generationId: input.generationId }],
+    ]);
+  });
+
+  it('refuses a generation the credits do not cover: insufficient_credits, nothing else runs', async () => {
+    const input = generationInput();
+    const stubs = new StubActivities({
+      admitGeneration: async () => {
+        throw ApplicationFailure.nonRetryable('available 40 < 50', 'InsufficientCredits');
+      },
+    });
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { admission, handle } = await submit(taskQueue, input);
+      expect(admission).toEqual({
+        admitted: false,
+        code: 'insufficient_credits',
+        message: 'available 40 < 50',
+      });
+      expect(await handle.result()).toEqual({
+        status: 'failed',
+        error: { code: 'insufficient_credits', message: 'available 40 < 50' },
+        assetIds: [],
+      });
+      expect(await statusAttribute(handle)).toBe('failed');
+    });
+
+    expect(stubs.names()).toEqual(['admitGeneration']);
+  });
+
+  it('answers unavailable when admission keeps failing, after its bounded retries, and runs nothing else', async () => {
+    const input = generationInput();
+    const stubs = new StubActivities({
+      admitGeneration: async () => {
+        throw new Error('connection refused');
+      },
+    });
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { admission, handle } = await submit(taskQueue, input);
+      expect(admission).toMatchObject({ admitted: false, code: 'unavailable' });
+      expect(await handle.result()).toMatchObject({
+        status: 'failed',
+        error: { code: 'unavailable' },
+        assetIds: [],
+      });
+    });
+
+    expect(stubs.names()).toEqual(['admitGeneration', 'admitGeneration', 'admitGeneration']);
+  });
+
+  it('refunds when the provider reports a failure, cancelling the request there first', async () => {
+    const input = generationInput();
+    const stubs = new StubActivities({
+      checkProvider: async () => ({
+        state: 'failed',
+        logs: ['prompt refused'],
+        error: { code: 'content_policy', message: 'The prompt was refused.' },
+      }),
+    });
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { admission, handle } = await submit(taskQueue, input);
+      expect(admission.admitted).toBe(true);
+      expect(await handle.result()).toEqual({
+        status: 'failed',
+        error: { code: 'content_policy', message: 'The prompt was refused.' },
+        assetIds: [],
+      });
+      expect(await statusAttribute(handle)).toBe('failed');
+      expect(await handle.query(progressQuery)).toMatchObject({ status: 'failed', stage: 'refunded' });
+    });
+
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'cancelAtProvider',
+      'failGeneration',
+    ]);
+    expect(stubs.argsOf('cancelAtProvider')).toEqual([
+      [{ ...input, requestId: `request-${input.generationId}` }],
+    ]);
+    expect(stubs.argsOf('failGeneration')).toEqual([
+      [
+        {
+          userId: input.userId,
+          generationId: input.generationId,
+          status: 'failed',
+          error: { code: 'content_policy', message: 'The prompt was refused.' },
+        },
+      ],
+    ]);
+  });
+
+  it('refunds with the code of a non-retryable activity failure, without retrying it', async () => {
+    const input = generationInput();
+    const stubs = new StubActivities({
+      storeOutputs: async () => {
+        throw ApplicationFailure.nonRetryable('gone', 'output_unavailable');
+      },
+    });
+
+    await withWorker(stubs, async (taskQueue) => {
+      const handle = await start(taskQueue, input);
+      expect(await handle.result()).toEqual({
+        status: 'failed',
+        error: { code: 'output_unavailable', message: 'gone' },
+        assetIds: [],
+      });
+    });
+
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'storeOutputs',
+      'cancelAtProvider',
+      'failGeneration',
+    ]);
+    expect(stubs.argsOf('failGeneration')).toEqual([
+      [
+        {
+          userId: input.userId,
+          generationId: input.generationId,
+          status: 'failed',
+          error: { code: 'output_unavailable', message: 'gone' },
+        },
+      ],
+    ]);
+  });
+
+  it('gives up on a provider that does not finish by the deadline: provider_timeout, cancelled there', async () => {
+    const input = generationInput({ deadlineSeconds: 1, pollInitialMs: 200 });
+    const stubs = new StubActivities({ checkProvider: running });
+
+    const started = Date.now();
+    await withWorker(stubs, async (taskQueue) => {
+      const handle = await start(taskQueue, input);
+      expect(await handle.result()).toEqual({
+        status: 'failed',
+        error: { code: 'provider_timeout', message: 'the provider did not finish within 1 s' },
+        assetIds: [],
+      });
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+
+    const names = stubs.names();
+    const polls = names.filter((n) => n === 'checkProvider').length;
+    // The workflow asks for 200, 300, 450 ms waits, but the server fires timers at about one-second
+    // granularity: typically the first wait already passes the deadline, after two polls.
+    expect(polls).toBeGreaterThanOrEqual(2);
+    expect(names).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      ...Array<ActivityName>(polls).fill('checkProvider'),
+      'cancelAtProvider',
+      'failGeneration',
+    ]);
+    expect(stubs.argsOf('failGeneration')[0]?.[0]).toMatchObject({
+      status: 'failed',
+      error: { code: 'provider_timeout' },
+    });
+  });
+
+  /** A generation that is cancelled once its first provider poll has returned. */
+  async function cancelWhileWaiting() {
+    const input = generationInput({ pollInitialMs: 60_000 });
+    const polled = deferred();
+    const stubs = new StubActivities({
+      checkProvider: async () => {
+        polled.resolve();
+        return { state: 'running', logs: [] };
+      },
+      // Slow enough that a refund cut short by the cancellation would show.
+      failGeneration: () => sleep(300),
+    });
+    return { input, polled, stubs };
+  }
+
+  it('refunds a generation cancelled while waiting at the provider, in a scope the cancellation cannot cut', async () => {
+    const { input, polled, stubs } = await cancelWhileWaiting();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { handle } = await submit(taskQueue, input);
+      await polled.promise;
+      await handle.cancel();
+      // Wait for the close however the workflow ends; the next test checks how it ends.
+      await handle.result().catch(() => undefined);
+      expect(await statusAttribute(handle)).toBe('canceled');
+    });
+
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'cancelAtProvider',
+      'failGeneration',
+    ]);
+    expect(stubs.finished.at(-1)).toBe('failGeneration');
+    expect(stubs.argsOf('cancelAtProvider')).toEqual([
+      [{ ...input, requestId: `request-${input.generationId}` }],
+    ]);
+    expect(stubs.argsOf('failGeneration')).toEqual([
+      [
+        {
+          userId: input.userId,
+          generationId: input.generationId,
+          status: 'canceled',
+          error: { code: 'canceled', message: 'The generation was canceled.' },
+        },
+      ],
+    ]);
+  });
+
+  it('returns {status: canceled} normally once a cancelled generation is refunded', async () => {
+    const { input, polled, stubs } = await cancelWhileWaiting();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { handle } = await submit(taskQueue, input);
+      await polled.promise;
+      await handle.cancel();
+      // Fails while the workflow's final `condition(allHandlersFinished)` runs in the cancelled
+      // root scope: it throws CancelledFailure and the execution closes as CANCELLED instead.
+      expect(await handle.result()).toEqual({
+        status: 'canceled',
+        error: { code: 'canceled', message: 'The generation was canceled.' },
+        assetIds: [],
+      });
+      expect((await handle.describe()).status.name).toBe('COMPLETED');
+    });
+  });
+
+  it('polls again at once when the provider webhook signal arrives', async () => {
+    const input = generationInput({ pollInitialMs: 60_000 });
+    const polled = deferred();
+    const stubs = new StubActivities({
+      checkProvider: sequence<[unknown], ProviderStatus>(
+        async () => {
+          polled.resolve();
+          return { state: 'running', logs: [] };
+        },
+        async () => ({ state: 'succeeded', logs: [] }),
+      ),
+    });
+
+    let signalledAt = 0;
+    await withWorker(stubs, async (taskQueue) => {
+      const handle = await start(taskQueue, input);
+      await polled.promise;
+      await sleep(300); // let the workflow settle into its 60 s wait
+      signalledAt = Date.now();
+      await handle.signal(providerEventSignal, { requestId: `request-${input.generationId}` });
+      expect(await handle.result()).toMatchObject({ status: 'succeeded' });
+    });
+
+    const polls = stubs.calls.filter((c) => c.name === 'checkProvider');
+    expect(polls).toHaveLength(2);
+    expect(polls[1]!.at - signalledAt).toBeLessThan(2000);
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'checkProvider',
+      'storeOutputs',
+      'completeGeneration',
+    ]);
+  });
+
+  it('answers a repeated Update-with-Start from the running workflow, admitting only once', async () => {
+    const input = generationInput();
+    const stubs: StubActivities = new StubActivities({
+      checkProvider: async () => {
+        await hold.promise;
+        return { state: 'succeeded', logs: [] };
+      },
+    });
+    const hold = stubs.gate();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const first = await submit(taskQueue, input);
+      const second = await submit(taskQueue, input);
+      expect(first.admission).toEqual({ admitted: true, reservationId: `reserve-${input.generationId}` });
+      expect(second.admission).toEqual(first.admission);
+      expect(second.handle.workflowId).toBe(first.handle.workflowId);
+      expect((await second.handle.describe()).runId).toBe((await first.handle.describe()).runId);
+      hold.resolve();
+      expect(await first.handle.result()).toMatchObject({ status: 'succeeded' });
+    });
+
+    expect(stubs.names().filter((n) => n === 'admitGeneration')).toHaveLength(1);
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'storeOutputs',
+      'completeGeneration',
+    ]);
+  });
+});
