@@ -41,7 +41,10 @@ export interface Progress {
   status: GenerationStatus;
   stage: string;
   queuePosition: number | null;
+  /** The latest provider log lines (at most 50). */
   logs: string[];
+  /** How many log lines there have been in all. */
+  logCount: number;
 }
 
 export interface GenerationOutcome {

@@ -73,7 +73,13 @@ const POLL_MAX_INTERVAL_MS = 15_000;
 export async function GenerationWorkflow(input: GenerationInput): Promise<GenerationOutcome> {
   let admission: Admission | undefined;
   let providerEventPending = false;
-  const progress: Progress = { status: 'queued', stage: 'admission', queuePosition: null, logs: [] };
+  const progress: Progress = {
+    status: 'queued',
+    stage: 'admission',
+    queuePosition: null,
+    logs: [],
+    logCount: 0,
+  };
 
   setHandler(admissionUpdate, async () => {
     await condition(() => admission !== undefined);
@@ -116,6 +122,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       const status = await checkProvider({ ...input, requestId });
       progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
       progress.logs = [...progress.logs, ...status.logs].slice(-50);
+      progress.logCount += status.logs.length;
       if (status.state === 'failed')
         throw ApplicationFailure.nonRetryable(status.error.message, status.error.code);
       if (status.state === 'succeeded') break;

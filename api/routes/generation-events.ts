@@ -1,0 +1,106 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { withUserTx } from '../../lib/db/pool';
+import { publicUrl } from '../../lib/config';
+import { notFound } from '../errors';
+import { callerOf } from '../plugins/auth';
+import { errorResponses, idParams } from '../schemas/common';
+import {
+  GenerationEventHub,
+  isTerminal,
+  newerThan,
+  type GenerationSnapshot,
+} from '../services/generation-events';
+import { loadGeneration, toView } from '../services/generation-view';
+
+const HEARTBEAT_MS = 15_000;
+
+const events: FastifyPluginAsyncZod = async (app) => {
+  const hub = new GenerationEventHub(app.db, app.temporal);
+  app.addHook('onClose', async () => hub.close());
+
+  app.get(
+    '/v1/generations/:id/events',
+    {
+      schema: {
+        tags: ['generations'],
+        summary: 'Live progress as Server-Sent Events',
+        description:
+          'A `status` event for every status or stage change, `progress` for provider queue position and log ' +
+          'lines, then `done` with the whole generation, after which the stream closes. Each event carries an ' +
+          'id: reconnect with `Last-Event-ID` to receive only what changed since. Comment lines every 15 s ' +
+          'keep proxies from cutting the stream.',
+        params: idParams,
+        headers: z.object({ 'last-event-id': z.string().max(100).optional() }),
+        response: { 200: z.string().describe('text/event-stream'), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const caller = callerOf(req);
+      const owned = await withUserTx(app.db, caller.id, (tx) =>
+        tx.query('SELECT 1 FROM generations WHERE id = $1', [req.params.id]),
+      );
+      if (!owned.rowCount) throw notFound('Generation');
+
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+        'x-request-id': req.id,
+      });
+      res.write('retry: 2000\n\n');
+      const send = (event: string, id: string, data: unknown) =>
+        res.write(`id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+
+      let seen = req.headers['last-event-id'];
+      let previous: GenerationSnapshot | undefined;
+      let finished = false;
+      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
+      const stop = () => {
+        clearInterval(heartbeat);
+        unsubscribe();
+      };
+      const unsubscribe = hub.subscribe(req.params.id, (snapshot) => {
+        if (finished) return;
+        // After a reconnect, what the client saw before Last-Event-ID is not sent again.
+        if (!seen || newerThan(snapshot.version, seen)) {
+          seen = snapshot.version;
+          const { version, logs, queuePosition, ...status } = snapshot;
+          if (!previous || previous.status !== snapshot.status || previous.stage !== snapshot.stage) {
+            send('status', version, status);
+          }
+          if (!isTerminal(snapshot)) {
+            const newLogs = previous ? logs.filter((l) => !previous!.logs.includes(l)) : logs;
+            if (newLogs.length || queuePosition !== (previous?.queuePosition ?? null)) {
+              send('progress', version, {
+                id: snapshot.id,
+                stage: snapshot.stage,
+                queuePosition,
+                logs: newLogs,
+              });
+            }
+          }
+        }
+        previous = snapshot;
+        if (isTerminal(snapshot)) {
+          finished = true;
+          void withUserTx(app.db, caller.id, (tx) => loadGeneration(tx, snapshot.id))
+            .then((row) => {
+              if (row)
+                send('done', snapshot.version, toView(row, publicUrl(app.config), app.assetSigningKey));
+            })
+            .finally(() => {
+              stop();
+              res.end();
+            });
+        }
+      });
+      req.raw.on('close', stop);
+    },
+  );
+};
+
+export default events;
