@@ -16,7 +16,7 @@ export default tseslint.config(
     // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O.
     files: ['workflows/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
+      '@typescript-eslint/no-restricted-imports': [
         'error',
         {
           patterns: [
@@ -30,9 +30,11 @@ export default tseslint.config(
                 'https',
                 'net',
                 'pg',
-                '../lib/db*',
+                '../lib/*',
+                '../activities',
                 '../activities/*',
               ],
+              allowTypeImports: true,
               message: 'Workflow code must stay deterministic: import activity types only.',
             },
           ],
@@ -41,4 +43,14 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.mjs', '**/*.mts'], ...tseslint.configs.disableTypeChecked },
+  {
+    files: ['bin/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'commonjs',
+      globals: { require: 'readonly', process: 'readonly' },
+    },
+    rules: { ...tseslint.configs.disableTypeChecked.rules, '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

@@ -42,7 +42,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('a worker killed with SIGKILL again and again', () => {
   let api: ApiHarness;
-  let workers: ChildProcess[] = [];
+  const workers: ChildProcess[] = [];
   beforeAll(async () => {
     api = await startApi({ LOCAL_PROVIDER_LATENCY_MS: '1500', LOCAL_PROVIDER_FAILURE_RATE: '0.3' });
   });

@@ -1,0 +1,229 @@
+import fs from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { ApiCallError, VelroClient } from './client';
+import { resolveConfig, saveConfig } from './config';
+
+const USAGE = `velro — the Velro API from a terminal
+
+Usage:
+  velro login [--url URL] [--key KEY]        check a key and save it (or read it from VELRO_API_KEY)
+  velro models                              the model catalog
+  velro credits                             your balance
+  velro generate --model ID "prompt" [--input key=value ...] [--wait] [--out FILE]
+  velro list [--status S] [--model ID] [--limit N]
+  velro get ID
+  velro cancel ID
+
+Options: --url (VELRO_URL), --key (VELRO_API_KEY), --json for machine-readable output.
+The config file is ~/.config/velro/config.json (VELRO_CONFIG overrides).`;
+
+interface Generation {
+  id: string;
+  model: string;
+  status: string;
+  stage: string;
+  credits: { amount: number; state: string };
+  outputs: { url: string; contentType: string; width: number | null; height: number | null; bytes: number }[];
+  error: { code: string; message: string } | null;
+  createdAt: string;
+}
+
+type Out = (human: string, json: unknown) => void;
+
+/** `key=value` → value as JSON when it parses (numbers, booleans), else the string. */
+function parseInputs(pairs: string[]): Record<string, unknown> {
+  const input: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--input takes key=value, got "${pair}"`);
+    const raw = pair.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // a plain string
+    }
+    input[pair.slice(0, eq)] = value;
+  }
+  return input;
+}
+
+class UsageError extends Error {}
+
+function progressBar(stage: string, percent: number | undefined): string {
+  const width = 24;
+  const filled = Math.round(((percent ?? 0) / 100) * width);
+  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${stage.padEnd(28)}`;
+}
+
+async function generate(
+  client: VelroClient,
+  args: { model?: string; prompt?: string; inputs: string[]; wait: boolean; outFile?: string; json: boolean },
+  out: Out,
+) {
+  if (!args.model) throw new UsageError('generate needs --model (see `velro models`)');
+  if (!args.prompt) throw new UsageError('generate needs a prompt');
+  let gen = await client.request<Generation>('POST', '/v1/generations', {
+    model: args.model,
+    input: { prompt: args.prompt, ...parseInputs(args.inputs) },
+  });
+  if (!args.json)
+    process.stderr.write(`generation ${gen.id}: ${gen.status} (${gen.credits.amount} credits reserved)\n`);
+  if (args.wait || args.outFile) {
+    const live = !args.json && process.stderr.isTTY;
+    for await (const { event, data } of client.events(gen.id)) {
+      if (event === 'progress' && live) {
+        const last = (data.logs as string[] | undefined)?.at(-1) ?? '';
+        const percent = Number(/(\d+)%/.exec(last)?.[1] ?? NaN);
+        process.stderr.write(progressBar(String(data.stage), Number.isNaN(percent) ? undefined : percent));
+      } else if (event === 'status' && !args.json) {
+        process.stderr.write(
+          `${live ? '\r' : ''}${String(data.status)}: ${String(data.stage)}${live ? ' '.repeat(20) : ''}\n`,
+        );
+      } else if (event === 'done') {
+        gen = data as unknown as Generation;
+      }
+    }
+  }
+  if (args.outFile) {
+    if (gen.status !== 'succeeded' || !gen.outputs[0]) {
+      throw new ApiCallError(
+        0,
+        gen.error?.code ?? gen.status,
+        `generation ${gen.status}: ${gen.error?.message ?? ''}`,
+      );
+    }
+    await fs.writeFile(args.outFile, await client.download(gen.outputs[0].url));
+  }
+  out(
+    `${gen.id}  ${gen.status}  ${gen.credits.amount} credits ${gen.credits.state}` +
+      (gen.outputs[0] ? `\n${gen.outputs[0].url}` : '') +
+      (args.outFile && gen.status === 'succeeded' ? `\nsaved to ${args.outFile}` : '') +
+      (gen.error ? `\n${gen.error.code}: ${gen.error.message}` : ''),
+    gen,
+  );
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string' },
+      key: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      model: { type: 'string' },
+      input: { type: 'string', multiple: true, default: [] },
+      wait: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      status: { type: 'string' },
+      limit: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [command, ...rest] = positionals;
+  const out: Out = (human, json) =>
+    process.stdout.write(`${values.json ? JSON.stringify(json, null, 2) : human}\n`);
+  if (!command || values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return command || values.help ? 0 : 2;
+  }
+  const config = await resolveConfig({ url: values.url, key: values.key });
+  const client = new VelroClient(config);
+  try {
+    switch (command) {
+      case 'login': {
+        const me = await client.request<{ email: string; credits: { available: number } }>('GET', '/v1/me');
+        const file = await saveConfig(config);
+        out(
+          `logged in to ${config.url} as ${me.email} (${me.credits.available} credits); saved to ${file}`,
+          me,
+        );
+        return 0;
+      }
+      case 'models': {
+        const { data } = await client.request<{
+          data: { id: string; kind: string; credits: number; name: string }[];
+        }>('GET', '/v1/models');
+        out(
+          data
+            .map(
+              (m) =>
+                `${m.id.padEnd(22)} ${m.kind.padEnd(6)} ${String(m.credits).padStart(4)} credits  ${m.name}`,
+            )
+            .join('\n'),
+          data,
+        );
+        return 0;
+      }
+      case 'credits': {
+        const c = await client.request<{ available: number; reserved: number; spent: number }>(
+          'GET',
+          '/v1/credits',
+        );
+        out(`available ${c.available}  reserved ${c.reserved}  spent ${c.spent}`, c);
+        return 0;
+      }
+      case 'generate':
+        await generate(
+          client,
+          {
+            model: values.model,
+            prompt: rest.join(' '),
+            inputs: values.input ?? [],
+            wait: values.wait ?? false,
+            outFile: values.out,
+            json: values.json ?? false,
+          },
+          out,
+        );
+        return 0;
+      case 'list': {
+        const q = new URLSearchParams();
+        if (values.status) q.set('status', values.status);
+        if (values.model) q.set('model', values.model);
+        if (values.limit) q.set('limit', values.limit);
+        const { data } = await client.request<{ data: Generation[] }>('GET', `/v1/generations?${q}`);
+        out(
+          data.map((g) => `${g.id}  ${g.model.padEnd(22)} ${g.status.padEnd(9)} ${g.createdAt}`).join('\n') ||
+            '(none)',
+          data,
+        );
+        return 0;
+      }
+      case 'get':
+      case 'cancel': {
+        const id = rest[0];
+        if (!id) throw new UsageError(`${command} needs a generation id`);
+        const g = await client.request<Generation>(
+          command === 'get' ? 'GET' : 'POST',
+          `/v1/generations/${id}${command === 'cancel' ? '/cancel' : ''}`,
+        );
+        out(`${g.id}  ${g.status}  ${g.stage}  ${g.credits.amount} credits ${g.credits.state}`, g);
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`velro: ${err.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (err instanceof ApiCallError) {
+      process.stderr.write(`velro: ${err.message}${err.code ? ` (${err.code})` : ''}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`velro: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

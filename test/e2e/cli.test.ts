@@ -1,0 +1,122 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../lib/net/free-port';
+import { PROJECT_ROOT } from '../../lib/paths';
+import { createUser, startHarness, type Harness } from '../support/context';
+
+const run = promisify(execFile);
+
+describe('the velro CLI against a running service', () => {
+  let h: Harness;
+  let url: string;
+  let home: string;
+  let user: Awaited<ReturnType<typeof createUser>>;
+
+  /** Runs `velro ARGS` as a user would (the package bin), with only the config file to remember the key. */
+  async function velro(args: string[], env: Record<string, string> = {}) {
+    try {
+      const { stdout, stderr } = await run(
+        process.execPath,
+        [path.join(PROJECT_ROOT, 'bin/velro.js'), ...args],
+        {
+          env: { PATH: process.env.PATH, HOME: home, VELRO_CONFIG: path.join(home, 'velro.json'), ...env },
+          timeout: 60_000,
+        },
+      );
+      return { code: 0, stdout, stderr };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    }
+  }
+
+  beforeAll(async () => {
+    // Output URLs must point at this server, so its address is known before the configuration is.
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    h = await startHarness({ LOCAL_PROVIDER_LATENCY_MS: '1500', PORT: String(port), VELRO_PUBLIC_URL: url });
+    await h.app.listen({ port, host: '127.0.0.1' });
+    home = await fs.mkdtemp(path.join(os.tmpdir(), 'velro-cli-'));
+    user = await createUser(h.db, 200);
+  });
+  afterAll(async () => {
+    await h?.stop();
+    if (home) await fs.rm(home, { recursive: true, force: true });
+  });
+
+  it('logs in, remembers the key, and lists models and credits', async () => {
+    const login = await velro(['login', '--url', url, '--key', user.apiKey]);
+    expect(login.code).toBe(0);
+    expect(login.stdout).toContain(user.email);
+    const saved = JSON.parse(await fs.readFile(path.join(home, 'velro.json'), 'utf8'));
+    expect(saved).toEqual({ url, key: user.apiKey });
+
+    const models = await velro(['models', '--json']);
+    expect(models.code).toBe(0);
+    expect(JSON.parse(models.stdout).map((m: { id: string }) => m.id)).toContain('veo3');
+    const credits = await velro(['credits', '--json']);
+    expect(JSON.parse(credits.stdout)).toEqual({ available: 200, reserved: 0, spent: 0 });
+  });
+
+  it('generates, waits on the event stream and saves the PNG', async () => {
+    const out = path.join(home, 'out.png');
+    const res = await velro([
+      'generate',
+      '--model',
+      'imagen4-ultra',
+      'a',
+      'paper',
+      'boat',
+      '--input',
+      'aspect_ratio=16:9',
+      '--wait',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    const gen = JSON.parse(res.stdout);
+    expect(gen).toMatchObject({ status: 'succeeded', credits: { state: 'charged' } });
+    const png = await fs.readFile(out);
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    expect(png.readUInt32BE(16)).toBe(1024);
+    expect(png.readUInt32BE(20)).toBe(576);
+
+    const list = await velro(['list', '--json']);
+    expect(JSON.parse(list.stdout).map((g: { id: string }) => g.id)).toContain(gen.id);
+  });
+
+  it('says clearly what is wrong', async () => {
+    const badModel = await velro(['generate', '--model', 'dalle-9', 'x']);
+    expect(badModel.code).toBe(1);
+    expect(badModel.stderr).toMatch(/invalid_request/);
+    const noKey = await velro(['credits'], { VELRO_CONFIG: path.join(home, 'none.json') });
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toMatch(/velro login/);
+    const unknown = await velro(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command/);
+    const wrongKey = await velro(['credits', '--key', 'vk_' + 'x'.repeat(43)]);
+    expect(wrongKey.code).toBe(1);
+    expect(wrongKey.stderr).toMatch(/unauthorized/);
+  });
+
+  it('cancels a generation and gets a refund', async () => {
+    const before = JSON.parse((await velro(['credits', '--json'])).stdout);
+    const started = await velro(['generate', '--model', 'imagen4-ultra', 'never', 'mind', '--json']);
+    const id = JSON.parse(started.stdout).id;
+    const cancel = await velro(['cancel', id, '--json']);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    let state = JSON.parse(cancel.stdout);
+    for (let i = 0; i < 50 && state.status !== 'canceled'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      state = JSON.parse((await velro(['get', id, '--json'])).stdout);
+    }
+    expect(state).toMatchObject({ status: 'canceled', credits: { state: 'refunded' } });
+    expect(JSON.parse((await velro(['credits', '--json'])).stdout)).toEqual(before);
+  });
+});
