@@ -3,6 +3,7 @@ import { findModel } from '../lib/catalog/models';
 import { withUserTx } from '../lib/db/pool';
 import {
   NonRetryableProviderError,
+  RetryableProviderError,
   type Provider,
   type ProviderJob,
   type ProviderStatus,
@@ -12,13 +13,24 @@ import type { ActivityDeps } from './deps';
 
 export type JobInput = GenerationInput & { requestId: string };
 
-/** Rethrows a provider's "do not retry" errors as non-retryable failures named by their code. */
+/**
+ * Rethrows provider errors as failures named by their code: "do not retry" ones as non-retryable,
+ * transient ones as retryable, with the provider's Retry-After as the next retry delay.
+ */
 export async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof NonRetryableProviderError)
       throw ApplicationFailure.nonRetryable(err.message, err.code);
+    if (err instanceof RetryableProviderError) {
+      throw ApplicationFailure.create({
+        message: err.message,
+        type: err.code,
+        nonRetryable: false,
+        ...(err.retryAfterMs !== undefined ? { nextRetryDelay: err.retryAfterMs } : {}),
+      });
+    }
     throw err;
   }
 }

@@ -1,17 +1,62 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { problem } from './errors';
+import { loggerOptions } from './logging';
 import auth from './plugins/auth';
 import docs from './plugins/docs';
 import errors from './plugins/errors';
+import idempotency from './plugins/idempotency';
 import metrics from './plugins/metrics';
+import security from './plugins/security';
 import services, { type AppServices } from './plugins/services';
+import admin from './routes/admin';
+import apiKeys from './routes/api-keys';
 import assets from './routes/assets';
+import authRoutes from './routes/auth';
 import credits from './routes/credits';
+import generationEvents from './routes/generation-events';
 import generations from './routes/generations';
 import health from './routes/health';
 import me from './routes/me';
 import models from './routes/models';
+import providerWebhooks from './routes/provider-webhooks';
+import projects from './routes/projects';
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  hidden: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeTable: RouteEntry[];
+  }
+}
+
+/** A URL the router refuses (bad encoding, a path segment over 100 characters) as problem+json. */
+function routerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply) {
+  const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+  const status = tooLong ? 414 : 400;
+  const detail = tooLong ? 'A path segment is longer than 100 characters.' : 'The URL is not valid.';
+  return reply
+    .status(status)
+    .header('x-request-id', req.id)
+    .type('application/problem+json')
+    .send(problem(status, tooLong ? 'uri_too_long' : 'invalid_request', detail, req.id));
+}
+
+/** TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest N proxies". */
+function trustProxy(setting: boolean | number | string[] | undefined): FastifyServerOptions['trustProxy'] {
+  if (typeof setting === 'number') return (_address: string, hop: number) => hop < setting;
+  return setting ?? false;
+}
 
 export interface BuildOptions extends AppServices {
   logger?: FastifyServerOptions['logger'];
@@ -20,10 +65,27 @@ export interface BuildOptions extends AppServices {
 /** The whole API as a Fastify instance: `server.ts` listens with it, tests call it through `inject`. */
 export async function buildApp(opts: BuildOptions) {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    logger: loggerOptions(opts.logger ?? false),
     genReqId: () => randomUUID(),
     bodyLimit: 256 * 1024,
+    trustProxy: trustProxy(opts.config.TRUST_PROXY),
+    // URLs the router refuses before any route or hook runs: answered like every other error.
+    frameworkErrors: routerError,
   }).withTypeProvider<ZodTypeProvider>();
+
+  // Every route, as registered: the OpenAPI completeness test compares it with the document.
+  const routeTable: RouteEntry[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      routeTable.push({
+        method,
+        url: route.url,
+        hidden: Boolean((route.schema as { hide?: boolean } | undefined)?.hide),
+      });
+    }
+  });
+  app.decorate('routeTable', routeTable);
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -33,16 +95,24 @@ export async function buildApp(opts: BuildOptions) {
 
   await app.register(services, opts);
   await app.register(errors);
+  await app.register(security);
   await app.register(auth);
+  await app.register(idempotency);
   await app.register(metrics);
   await app.register(docs);
 
   await app.register(health);
   await app.register(models);
+  await app.register(authRoutes);
+  await app.register(apiKeys);
+  await app.register(projects);
   await app.register(generations);
+  await app.register(generationEvents);
   await app.register(credits);
   await app.register(me);
   await app.register(assets);
+  await app.register(providerWebhooks);
+  await app.register(admin);
 
   return app;
 }

@@ -23,7 +23,9 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
   // Development bundles the current sources, so a stale build never runs old workflow code.
   const usePrebuilt = setup.config.NODE_ENV === 'production' && existsSync(PREBUILT_BUNDLE);
   const bundlePath =
-    setup.workflowBundlePath ?? setup.config.TEMPORAL_WORKFLOW_BUNDLE ?? (usePrebuilt ? PREBUILT_BUNDLE : undefined);
+    setup.workflowBundlePath ??
+    setup.config.TEMPORAL_WORKFLOW_BUNDLE ??
+    (usePrebuilt ? PREBUILT_BUNDLE : undefined);
   return Worker.create({
     connection: setup.connection,
     namespace: setup.config.TEMPORAL_NAMESPACE,
@@ -45,6 +47,6 @@ export function activityDeps(
     maxOutputBytes: 512 * 1024 * 1024,
     downloadTimeoutMs: 5 * 60 * 1000,
     allowLoopbackOutputs: config.NODE_ENV !== 'production',
-    outputHosts: ['.fal.media', '.fal.run', '.fal.ai', 'replicate.delivery', '.replicate.delivery'],
+    outputHosts: config.PROVIDER_OUTPUT_HOSTS,
   };
 }

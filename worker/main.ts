@@ -24,7 +24,10 @@ async function main() {
     log.warn({ err }, 'idle database connection lost'),
   );
   const connection = await NativeConnection.connect({ address: temporalAddress });
-  const clientConnection = await Connection.connect({ address: temporalAddress, connectTimeout: '10 seconds' });
+  const clientConnection = await Connection.connect({
+    address: temporalAddress,
+    connectTimeout: '10 seconds',
+  });
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
   const worker = await createWorker({
     config,

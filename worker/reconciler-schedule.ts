@@ -2,7 +2,10 @@ import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@tem
 import { RECONCILER_SCHEDULE_ID } from '../workflows/reconciler';
 
 /** Creates the every-minute reconciler schedule unless it exists (every worker calls this at start). */
-export async function ensureReconcilerSchedule(client: Client, taskQueue: string): Promise<'created' | 'exists'> {
+export async function ensureReconcilerSchedule(
+  client: Client,
+  taskQueue: string,
+): Promise<'created' | 'exists'> {
   try {
     await client.schedule.create({
       scheduleId: RECONCILER_SCHEDULE_ID,
@@ -14,7 +17,9 @@ export async function ensureReconcilerSchedule(client: Client, taskQueue: string
         taskQueue,
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-      state: { note: 'Expires lapsed grants, releases abandoned reservations, reports unsettled generations.' },
+      state: {
+        note: 'Expires lapsed grants, releases abandoned reservations, reports unsettled generations.',
+      },
     });
     return 'created';
   } catch (err) {

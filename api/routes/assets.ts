@@ -24,11 +24,14 @@ const assets: FastifyPluginAsyncZod = async (app) => {
     {
       // Signed URLs work without a key (that is their point); unsigned requests need one.
       config: { public: true },
+      // Outputs are embedded by clients' web pages (<img src>), on other origins.
+      helmet: { crossOriginResourcePolicy: { policy: 'cross-origin' } },
       schema: {
         tags: ['assets'],
         summary: 'A stored output',
         description:
-          'Output URLs in generations are signed and expire (24 h): they work without an API key. ' +
+          'Output URLs in generations are signed and expire (ASSET_URL_TTL_SECONDS, 24 h by default): ' +
+          'they work without an API key. ' +
           "Without a signature, send the owner's API key. A tampered or expired signature gets 403.",
         params: idParams,
         querystring: z.object({

@@ -72,7 +72,8 @@ const listQuery = paginationQuery.extend({
 });
 
 const generations: FastifyPluginAsyncZod = async (app) => {
-  const view = (row: GenerationRow) => toView(row, publicUrl(app.config), app.assetSigningKey);
+  const view = (row: GenerationRow) =>
+    toView(row, publicUrl(app.config), app.assetSigningKey, app.config.ASSET_URL_TTL_SECONDS);
 
   async function getOwn(userId: string, id: string) {
     const row = await withUserTx(app.db, userId, (tx) => loadGeneration(tx, id));

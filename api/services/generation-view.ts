@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { signAssetPath } from '../../lib/auth/signed-urls';
 import type { Tx } from '../../lib/db/pool';
 
+/** Default lifetime of the signed output URLs (ASSET_URL_TTL_SECONDS overrides it). */
 const ASSET_URL_TTL_SECONDS = 24 * 60 * 60;
 
 export const generationSchema = z
@@ -80,7 +81,12 @@ function creditState(kinds: string[] | null): GenerationView['credits']['state']
   return 'none';
 }
 
-export function toView(row: Row, baseUrl: string, signingKey: Buffer): GenerationView {
+export function toView(
+  row: Row,
+  baseUrl: string,
+  signingKey: Buffer,
+  urlTtlSeconds: number = ASSET_URL_TTL_SECONDS,
+): GenerationView {
   return {
     id: row.id,
     model: row.model,
@@ -91,7 +97,7 @@ export function toView(row: Row, baseUrl: string, signingKey: Buffer): Generatio
     credits: { amount: row.credits, state: creditState(row.ledger_kinds) },
     outputs: row.assets.map((a) => ({
       id: a.id,
-      url: baseUrl + signAssetPath(signingKey, a.id, ASSET_URL_TTL_SECONDS),
+      url: baseUrl + signAssetPath(signingKey, a.id, urlTtlSeconds),
       contentType: a.content_type,
       bytes: Number(a.bytes),
       width: a.width,

@@ -20,9 +20,6 @@ import type { GenerationWorkflow } from '../../workflows/generation';
 import { ApiError, notFound } from '../errors';
 import type { Caller } from '../plugins/auth';
 
-/** How long the API waits for the workflow to decide admission before answering 503. */
-const ADMISSION_TIMEOUT_MS = 10_000;
-
 export interface SubmitBody {
   model: string;
   input: Record<string, unknown>;
@@ -43,7 +40,7 @@ function validateInput(model: ModelDefinition, input: unknown): GenerationInput[
 }
 
 function pollInitialMs(app: FastifyInstance, provider: GenerationInput['provider']): number {
-  if (provider !== 'local') return 2000;
+  if (provider !== 'local') return app.config.PROVIDER_POLL_INITIAL_MS;
   return Math.min(1000, Math.max(100, Math.round(app.config.LOCAL_PROVIDER_LATENCY_MS / 4)));
 }
 
@@ -103,7 +100,7 @@ export async function submitGeneration(
 
   let admission: Admission;
   try {
-    admission = await app.temporal.withDeadline(Date.now() + ADMISSION_TIMEOUT_MS, () =>
+    admission = await app.temporal.withDeadline(Date.now() + app.config.ADMISSION_TIMEOUT_MS, () =>
       app.temporal.workflow.executeUpdateWithStart(admissionUpdate, { startWorkflowOperation: startOp }),
     );
   } catch (err) {

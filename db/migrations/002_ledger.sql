@@ -114,7 +114,8 @@ DECLARE
 BEGIN
   FOR v_lot IN
     SELECT * FROM credit_lots
-    WHERE account_id = p_account.id AND remaining > 0 AND expires_at <= now()
+    -- clock_timestamp(), not now(): the transaction may have started before it got the account lock.
+    WHERE account_id = p_account.id AND remaining > 0 AND expires_at <= clock_timestamp()
   LOOP
     INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, grant_id, reason)
     VALUES (ledger_derived_id('expire:' || v_lot.grant_id), p_account.id, p_account.user_id, 'expire',
@@ -313,7 +314,9 @@ BEGIN
     SELECT a.grant_id, a.amount, l.expires_at FROM credit_allocations a JOIN credit_lots l USING (grant_id)
     WHERE a.reserve_id = p_pending_id
   LOOP
-    IF v_alloc.expires_at <= now() THEN
+    -- Read after the account lock is held (clock_timestamp, not the transaction's start time), so an
+    -- expiry that committed while this release waited is seen and the credit is not handed back.
+    IF v_alloc.expires_at <= clock_timestamp() THEN
       INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, grant_id, reason)
       VALUES (ledger_derived_id('expire:' || p_id || ':' || v_alloc.grant_id), v_pending.account_id,
               v_pending.user_id, 'expire', v_alloc.amount, v_alloc.grant_id, 'grant expired while reserved');
@@ -337,7 +340,7 @@ DECLARE
 BEGIN
   FOR v_account IN
     SELECT a.* FROM credit_accounts a
-    WHERE EXISTS (SELECT 1 FROM credit_lots l WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at <= now())
+    WHERE EXISTS (SELECT 1 FROM credit_lots l WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at <= clock_timestamp())
     ORDER BY a.id FOR UPDATE
   LOOP
     v_total := v_total + ledger_expire_lapsed_lots(v_account);

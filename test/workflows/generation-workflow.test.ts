@@ -249,6 +249,7 @@ describe('GenerationWorkflow with stub activities', () => {
         stage: 'waiting for provider',
         queuePosition: 3,
         logs: ['queued at position 3'],
+        logCount: 1,
       });
       expect(await statusAttribute(handle)).toBe('running');
       secondPoll.resolve();
@@ -259,6 +260,7 @@ describe('GenerationWorkflow with stub activities', () => {
         stage: 'waiting for provider',
         queuePosition: null,
         logs: ['queued at position 3', 'rendering: 50%'],
+        logCount: 2,
       });
       thirdPoll.resolve();
 
@@ -272,6 +274,7 @@ describe('GenerationWorkflow with stub activities', () => {
         stage: 'done',
         queuePosition: null,
         logs: ['queued at position 3', 'rendering: 50%', 'rendering: 100%'],
+        logCount: 3,
       });
     });
 

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { withSystemTx } from '../../lib/db/pool';
+import { LedgerError } from '../../lib/ledger/errors';
+import * as ledger from '../../lib/ledger/ledger';
+import { ApiError } from '../errors';
+import { callerOf } from '../plugins/auth';
+import { errorResponses, problemSchema } from '../schemas/common';
+
+const grantBody = z.strictObject({
+  id: z
+    .uuid({ message: 'must be a UUID' })
+    .optional()
+    .describe(
+      'Transfer id chosen by the client: a retry with the same id and fields returns the first grant',
+    ),
+  userId: z.uuid({ message: 'must be a UUID' }),
+  credits: z.number().int().min(1).max(1_000_000_000),
+  reason: z.string().trim().min(1).max(500),
+  expiresAt: z.iso
+    .datetime({ offset: true, message: 'must be an ISO 8601 date-time' })
+    .refine((v) => Date.parse(v) > Date.now(), { message: 'must be in the future' })
+    .optional()
+    .describe('When the unspent part of this grant expires; never when absent'),
+});
+
+const grantSchema = z
+  .object({
+    id: z.uuid(),
+    kind: z.literal('grant'),
+    userId: z.uuid(),
+    amount: z.number().int(),
+    reason: z.string().nullable(),
+    expiresAt: z.string().nullable(),
+    createdAt: z.string(),
+  })
+  .meta({ id: 'CreditGrant' });
+
+const CODES = {
+  invalid_amount: [400, 'invalid_amount'],
+  not_found: [404, 'not_found'],
+  transfer_conflict: [409, 'transfer_conflict'],
+  insufficient_credits: [402, 'insufficient_credits'],
+  already_resolved: [409, 'transfer_conflict'],
+} as const;
+
+const admin: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/v1/admin/credit-grants',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Grant credits to a user (admins only)',
+        body: grantBody,
+        response: { 201: grantSchema, ...errorResponses, 403: problemSchema, 409: problemSchema },
+      },
+      // Before the body is validated: a non-admin learns nothing about what a valid grant looks like.
+      preValidation: async (req) => {
+        if (callerOf(req).role !== 'admin')
+          throw new ApiError(403, 'forbidden', 'Only admins may grant credits.');
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      let t: ledger.Transfer;
+      try {
+        t = await withSystemTx(app.db, (tx) =>
+          ledger.grant(tx, {
+            id: body.id ?? randomUUID(),
+            userId: body.userId,
+            amount: body.credits,
+            reason: body.reason,
+            expiresAt: body.expiresAt ? new Date(body.expiresAt) : null,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof LedgerError) {
+          const [status, code] = CODES[err.code];
+          const detail = err.code === 'not_found' ? `User ${body.userId} not found` : err.message;
+          throw new ApiError(status, code, detail);
+        }
+        // The same client-chosen id raced for two different users: the second insert loses.
+        if ((err as { code?: string }).code === '23505') {
+          throw new ApiError(
+            409,
+            'transfer_conflict',
+            `transfer ${body.id} already exists with different fields`,
+          );
+        }
+        throw err;
+      }
+      return reply.status(201).send({
+        id: t.id,
+        kind: 'grant' as const,
+        userId: t.userId,
+        amount: t.amount,
+        reason: t.reason,
+        expiresAt: t.expiresAt?.toISOString() ?? null,
+        createdAt: t.createdAt.toISOString(),
+      });
+    },
+  );
+};
+
+export default admin;

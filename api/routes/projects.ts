@@ -1,0 +1,177 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { withUserTx } from '../../lib/db/pool';
+import { ApiError, notFound } from '../errors';
+import { callerOf } from '../plugins/auth';
+import {
+  decodeCursor,
+  encodeCursor,
+  errorResponses,
+  idParams,
+  paginationQuery,
+  problemSchema,
+} from '../schemas/common';
+
+/** Projects a user may hold at once. */
+export const MAX_PROJECTS = 1000;
+
+const projectSchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'Project' });
+
+const projectBody = z.strictObject({ name: z.string().trim().min(1).max(100) });
+
+interface ProjectRow {
+  id: string;
+  name: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COLUMNS = 'id, name, created_at, updated_at';
+
+const toView = (p: ProjectRow) => ({
+  id: p.id,
+  name: p.name,
+  createdAt: p.created_at.toISOString(),
+  updatedAt: p.updated_at.toISOString(),
+});
+
+const projects: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/v1/projects',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: 'Create a project',
+        description: `Projects group generations (\`projectId\` in POST /v1/generations). At most ${MAX_PROJECTS} per user.`,
+        body: projectBody,
+        response: { 201: projectSchema, 409: problemSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const caller = callerOf(req);
+      const row = await withUserTx(app.db, caller.id, async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`projects:${caller.id}`]);
+        const { rows: count } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM projects');
+        if (count[0]!.n >= MAX_PROJECTS) {
+          throw new ApiError(
+            409,
+            'too_many_projects',
+            `You already have ${MAX_PROJECTS} projects; delete one first.`,
+          );
+        }
+        const { rows } = await tx.query<ProjectRow>(
+          `INSERT INTO projects (user_id, name) VALUES ($1, $2) RETURNING ${COLUMNS}`,
+          [caller.id, req.body.name],
+        );
+        return rows[0]!;
+      });
+      return reply.status(201).header('location', `/v1/projects/${row.id}`).send(toView(row));
+    },
+  );
+
+  app.get(
+    '/v1/projects',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: "The caller's projects, newest first",
+        querystring: paginationQuery,
+        response: {
+          200: z.object({ data: z.array(projectSchema), nextCursor: z.string().nullable() }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const { limit, cursor } = req.query;
+      const after = cursor ? decodeCursor(cursor) : undefined;
+      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        tx.query<ProjectRow>(
+          `SELECT ${COLUMNS} FROM projects
+           WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid))
+           ORDER BY created_at DESC, id DESC LIMIT $3`,
+          [after?.createdAt ?? null, after?.id ?? null, limit + 1],
+        ),
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        data: page.map(toView),
+        nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
+      };
+    },
+  );
+
+  app.get(
+    '/v1/projects/:id',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: 'Get a project',
+        params: idParams,
+        response: { 200: projectSchema, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        tx.query<ProjectRow>(`SELECT ${COLUMNS} FROM projects WHERE id = $1`, [req.params.id]),
+      );
+      if (!rows[0]) throw notFound('Project');
+      return toView(rows[0]);
+    },
+  );
+
+  app.patch(
+    '/v1/projects/:id',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: 'Rename a project',
+        params: idParams,
+        body: projectBody,
+        response: { 200: projectSchema, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        tx.query<ProjectRow>(
+          `UPDATE projects SET name = $2, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
+          [req.params.id, req.body.name],
+        ),
+      );
+      if (!rows[0]) throw notFound('Project');
+      return toView(rows[0]);
+    },
+  );
+
+  app.delete(
+    '/v1/projects/:id',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: 'Delete a project',
+        description:
+          'Its generations stay, with their outputs and credit history; they just no longer name a project.',
+        params: idParams,
+        response: { 204: z.undefined(), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { rowCount } = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        tx.query('DELETE FROM projects WHERE id = $1', [req.params.id]),
+      );
+      if (rowCount === 0) throw notFound('Project');
+      return reply.status(204).send();
+    },
+  );
+};
+
+export default projects;

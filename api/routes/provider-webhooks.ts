@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Provider, WebhookVerdict } from '../../lib/providers/provider';
+import { createProviders } from '../../lib/runtime/services';
+import { generationWorkflowId, providerEventSignal } from '../../workflows/definitions';
+import { ApiError } from '../errors';
+import { problemSchema } from '../schemas/common';
+
+/** Provider webhooks carry a status object, not media: 1 MiB is far more than any of them needs. */
+export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
+
+const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+
+const refused = () =>
+  new ApiError(401, 'unauthorized', 'The webhook signature is missing, invalid, stale or replayed.');
+
+/**
+ * Inbound provider webhooks. The raw bytes are verified (signature, timestamp, replay) before
+ * anything in them is used; a verified one only wakes the generation's workflow, which then asks
+ * the provider itself. A duplicate or late webhook therefore changes nothing.
+ */
+const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
+  const providers: Partial<Record<string, Provider>> = createProviders(app.config);
+
+  // This plugin's own parser (Fastify scopes parsers to the plugin): every body stays a Buffer,
+  // whatever its content type, because the signature covers the exact bytes.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_req, body, done) =>
+    done(null, body),
+  );
+
+  app.post(
+    '/v1/provider-webhooks/:provider',
+    {
+      config: { public: true },
+      bodyLimit: WEBHOOK_BODY_LIMIT,
+      schema: {
+        tags: ['providers'],
+        summary: 'Inbound provider webhook (fal, Replicate)',
+        description:
+          'Called by fal.ai (Ed25519 signature, X-Fal-Webhook-* headers) and Replicate (Standard Webhooks ' +
+          'HMAC signature). Verified over the raw body; forged, stale or replayed deliveries get 401. A ' +
+          'verified delivery makes the generation check its provider at once; the answer is 200 even ' +
+          'when the generation is already finished or unknown.',
+        params: z.object({ provider: z.string().max(40) }),
+        response: {
+          200: z.object({ received: z.literal(true) }),
+          401: problemSchema,
+          404: problemSchema,
+          413: problemSchema,
+          503: problemSchema,
+        },
+      },
+    },
+    async (req) => {
+      const name = req.params.provider;
+      const provider = Object.hasOwn(providers, name) ? providers[name] : undefined;
+      if (!provider?.verifyWebhook) {
+        throw new ApiError(404, 'not_found', `No webhooks are accepted for provider ${name}.`);
+      }
+      const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const log = req.log.child({ provider: name });
+
+      let verdict: WebhookVerdict;
+      try {
+        verdict = await provider.verifyWebhook({ headers: req.headers, rawBody });
+      } catch (err) {
+        // The keys could not be fetched: not the sender's fault; it will send again.
+        log.warn({ err }, 'provider webhook could not be verified');
+        throw new ApiError(503, 'unavailable', 'The webhook cannot be verified right now.', {
+          headers: { 'retry-after': '30' },
+        });
+      }
+      if (!verdict.ok) {
+        log.warn({ reason: verdict.reason }, 'provider webhook refused');
+        throw refused();
+      }
+
+      const digest = createHash('sha256').update(verdict.deliveryId).digest('hex');
+      const receipt = await app.db.query<{ fresh: boolean }>(
+        'SELECT record_provider_webhook($1, $2) AS fresh',
+        [name, digest],
+      );
+      if (!receipt.rows[0]?.fresh) {
+        log.warn({ requestKey: verdict.requestKey }, 'provider webhook refused: replayed delivery');
+        throw refused();
+      }
+
+      const { rows } = await app.db.query<{ id: string; status: string }>(
+        'SELECT id, status FROM find_generations_by_provider_request($1, $2)',
+        [name, verdict.requestKey],
+      );
+      let signalled = 0;
+      for (const row of rows) {
+        if (TERMINAL.has(row.status)) continue;
+        try {
+          await app.temporal.workflow
+            .getHandle(generationWorkflowId(row.id))
+            .signal(providerEventSignal, { requestId: verdict.requestKey });
+          signalled++;
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) continue; // finished meanwhile
+          log.warn({ err, generationId: row.id }, 'could not signal the generation');
+          throw new ApiError(503, 'unavailable', 'The webhook could not be delivered; send it again.', {
+            headers: { 'retry-after': '10' },
+          });
+        }
+      }
+      log.info(
+        { requestKey: verdict.requestKey, matched: rows.length, signalled },
+        'provider webhook received',
+      );
+      return { received: true as const };
+    },
+  );
+};
+
+export default providerWebhooks;

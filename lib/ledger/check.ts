@@ -1,0 +1,227 @@
+import { withSystemTx, type Db } from '../db/pool';
+
+/** One way the ledger disagrees with itself. */
+export interface LedgerProblem {
+  kind: LedgerProblemKind;
+  accountId?: string;
+  generationId?: string;
+  detail: string;
+}
+
+export type LedgerProblemKind =
+  | 'credits_posted_mismatch'
+  | 'debits_posted_mismatch'
+  | 'debits_pending_mismatch'
+  | 'negative_available'
+  | 'lots_mismatch'
+  | 'lot_missing'
+  | 'lot_remaining_mismatch'
+  | 'lot_expiry_blocked'
+  | 'allocation_mismatch'
+  | 'transfer_link_mismatch'
+  | 'reserve_resolved_twice'
+  | 'generation_unreserved'
+  | 'generation_reserved_twice'
+  | 'generation_unresolved'
+  | 'generation_resolved_twice'
+  | 'generation_wrong_resolution'
+  | 'generation_amount_mismatch';
+
+export interface LedgerReport {
+  accounts: number;
+  transfers: number;
+  problems: LedgerProblem[];
+}
+
+/*
+ * Each check is one SELECT yielding (kind, account_id, generation_id, detail) rows, one per problem.
+ * They all run in one REPEATABLE READ snapshot, so a ledger that is busy while it is checked is seen
+ * at a single instant, where every invariant must hold.
+ */
+const CHECKS: Record<string, string> = {
+  // Counters = sums of transfers; available >= 0; the lots hold exactly what is available.
+  accounts: `
+    WITH t AS (
+      SELECT account_id,
+             coalesce(sum(amount) FILTER (WHERE kind = 'grant'), 0) AS granted,
+             coalesce(sum(amount) FILTER (WHERE kind IN ('commit', 'expire')), 0) AS posted,
+             coalesce(sum(amount) FILTER (WHERE kind = 'reserve'), 0) AS reserved
+      FROM credit_transfers GROUP BY account_id
+    ), resolved AS (
+      -- The amount of each resolved reserve, counted on the reserve itself.
+      SELECT r.account_id, sum(r.amount) AS amount
+      FROM credit_transfers x JOIN credit_transfers r ON r.id = x.pending_id
+      WHERE x.kind IN ('commit', 'release')
+      GROUP BY r.account_id
+    ), lots AS (
+      SELECT account_id, sum(remaining) AS remaining FROM credit_lots GROUP BY account_id
+    ), s AS (
+      SELECT a.id, a.credits_posted, a.debits_posted, a.debits_pending,
+             a.credits_posted - a.debits_posted - a.debits_pending AS available,
+             coalesce(t.granted, 0) AS granted, coalesce(t.posted, 0) AS posted,
+             coalesce(t.reserved, 0) - coalesce(resolved.amount, 0) AS pending,
+             coalesce(lots.remaining, 0) AS lots
+      FROM credit_accounts a
+      LEFT JOIN t ON t.account_id = a.id
+      LEFT JOIN resolved ON resolved.account_id = a.id
+      LEFT JOIN lots ON lots.account_id = a.id
+    )
+    SELECT 'credits_posted_mismatch' AS kind, id AS account_id, NULL::uuid AS generation_id,
+           format('credits_posted %s, but its grants sum to %s', credits_posted, granted) AS detail
+    FROM s WHERE credits_posted <> granted
+    UNION ALL
+    SELECT 'debits_posted_mismatch', id, NULL,
+           format('debits_posted %s, but its commits and expiries sum to %s', debits_posted, posted)
+    FROM s WHERE debits_posted <> posted
+    UNION ALL
+    SELECT 'debits_pending_mismatch', id, NULL,
+           format('debits_pending %s, but its unresolved reserves sum to %s', debits_pending, pending)
+    FROM s WHERE debits_pending <> pending
+    UNION ALL
+    SELECT 'negative_available', id, NULL, format('available is %s', available)
+    FROM s WHERE available < 0
+    UNION ALL
+    SELECT 'lots_mismatch', id, NULL, format('available %s, but its lots hold %s', available, lots)
+    FROM s WHERE available <> lots`,
+
+  // Every grant has its lot, and each lot holds its grant minus what unreleased reservations drew
+  // from it minus what expired from it (a release of credit whose grant has lapsed expires it).
+  lots: `
+    WITH held AS (
+      SELECT al.grant_id, sum(al.amount) AS amount
+      FROM credit_allocations al
+      WHERE NOT EXISTS (SELECT 1 FROM credit_transfers x WHERE x.pending_id = al.reserve_id AND x.kind = 'release')
+      GROUP BY al.grant_id
+    ), expired AS (
+      SELECT grant_id, sum(amount) AS amount FROM credit_transfers WHERE kind = 'expire' GROUP BY grant_id
+    )
+    SELECT 'lot_missing' AS kind, g.account_id, NULL::uuid AS generation_id,
+           format('grant %s has no lot, or a lot of another account or expiry', g.id) AS detail
+    FROM credit_transfers g LEFT JOIN credit_lots l ON l.grant_id = g.id
+    WHERE g.kind = 'grant'
+      AND (l.grant_id IS NULL OR l.account_id <> g.account_id OR l.expires_at IS DISTINCT FROM g.expires_at)
+    UNION ALL
+    SELECT 'lot_remaining_mismatch', l.account_id, NULL,
+           format('lot %s: remaining %s, expected %s (granted %s - held by reservations %s - expired %s)',
+                  l.grant_id, l.remaining, g.amount - coalesce(h.amount, 0) - coalesce(e.amount, 0),
+                  g.amount, coalesce(h.amount, 0), coalesce(e.amount, 0))
+    FROM credit_lots l
+    JOIN credit_transfers g ON g.id = l.grant_id
+    LEFT JOIN held h ON h.grant_id = l.grant_id
+    LEFT JOIN expired e ON e.grant_id = l.grant_id
+    WHERE l.remaining <> g.amount - coalesce(h.amount, 0) - coalesce(e.amount, 0)
+    UNION ALL
+    -- A lapsed lot still holding credit although its one expiry transfer already exists: the next
+    -- expiry of this account would collide with that transfer's id.
+    SELECT 'lot_expiry_blocked', l.account_id, NULL,
+           format('lot %s lapsed at %s and was expired, yet holds %s again', l.grant_id, l.expires_at, l.remaining)
+    FROM credit_lots l
+    WHERE l.remaining > 0 AND l.expires_at <= now()
+      AND EXISTS (SELECT 1 FROM credit_transfers e WHERE e.id = ledger_derived_id('expire:' || l.grant_id))
+    UNION ALL
+    SELECT 'allocation_mismatch', r.account_id, r.generation_id,
+           format('reserve %s of %s drew %s from lots', r.id, r.amount, coalesce(sum(al.amount), 0))
+    FROM credit_transfers r LEFT JOIN credit_allocations al ON al.reserve_id = r.id
+    WHERE r.kind = 'reserve'
+    GROUP BY r.id
+    HAVING r.amount <> coalesce(sum(al.amount), 0)`,
+
+  // Links between transfers: a resolution matches its reserve, an expiry its grant, a transfer its
+  // account; and no reserve resolves twice.
+  links: `
+    SELECT 'transfer_link_mismatch' AS kind, x.account_id, x.generation_id,
+           format('%s %s points at %s %s (account %s, amount %s) but is on account %s for %s',
+                  x.kind, x.id, coalesce(p.kind, 'missing transfer'), coalesce(x.pending_id, x.grant_id),
+                  p.account_id, p.amount, x.account_id, x.amount) AS detail
+    FROM credit_transfers x
+    LEFT JOIN credit_transfers p ON p.id = coalesce(x.pending_id, x.grant_id)
+    WHERE (x.kind IN ('commit', 'release')
+           AND (p.kind IS DISTINCT FROM 'reserve' OR p.account_id <> x.account_id OR p.amount <> x.amount))
+       OR (x.kind = 'expire' AND (p.kind IS DISTINCT FROM 'grant' OR p.account_id <> x.account_id))
+    UNION ALL
+    SELECT 'transfer_link_mismatch', t.account_id, t.generation_id,
+           format('%s %s belongs to user %s but sits on the account of user %s', t.kind, t.id, t.user_id, a.user_id)
+    FROM credit_transfers t JOIN credit_accounts a ON a.id = t.account_id
+    WHERE t.user_id <> a.user_id
+    UNION ALL
+    SELECT 'reserve_resolved_twice', min(r.account_id::text)::uuid, min(r.generation_id::text)::uuid,
+           format('reserve %s resolved %s times: %s', x.pending_id, count(*), string_agg(x.kind || ' ' || x.id, ', '))
+    FROM credit_transfers x LEFT JOIN credit_transfers r ON r.id = x.pending_id
+    WHERE x.pending_id IS NOT NULL
+    GROUP BY x.pending_id
+    HAVING count(*) > 1`,
+
+  // A terminal generation has exactly one reserve and exactly one resolution of it: a commit if it
+  // succeeded, a release if it failed or was canceled. (A generation refused at admission has no row.)
+  generations: `
+    WITH g AS (
+      SELECT g.id, g.status, g.credits, a.id AS account_id,
+             count(DISTINCT r.id) AS reserves,
+             coalesce(sum(DISTINCT r.amount) FILTER (WHERE r.id IS NOT NULL), 0) AS reserved,
+             count(x.id) FILTER (WHERE x.kind = 'commit') AS commits,
+             count(x.id) FILTER (WHERE x.kind = 'release') AS releases
+      FROM generations g
+      LEFT JOIN credit_accounts a ON a.user_id = g.user_id
+      LEFT JOIN credit_transfers r ON r.generation_id = g.id AND r.kind = 'reserve'
+      LEFT JOIN credit_transfers x ON x.pending_id = r.id
+      WHERE g.status IN ('succeeded', 'failed', 'canceled')
+      GROUP BY g.id, a.id
+    )
+    SELECT CASE
+             WHEN reserves = 0 THEN 'generation_unreserved'
+             WHEN reserves > 1 THEN 'generation_reserved_twice'
+             WHEN commits + releases = 0 THEN 'generation_unresolved'
+             WHEN commits + releases > 1 THEN 'generation_resolved_twice'
+             ELSE 'generation_wrong_resolution'
+           END AS kind,
+           account_id, id AS generation_id,
+           format('%s generation has %s reserve(s), %s commit(s), %s release(s)', status, reserves, commits, releases) AS detail
+    FROM g
+    WHERE reserves <> 1 OR commits + releases <> 1
+       OR (status = 'succeeded' AND commits <> 1)
+       OR (status IN ('failed', 'canceled') AND releases <> 1)
+    UNION ALL
+    SELECT 'generation_amount_mismatch', account_id, id,
+           format('generation costs %s credits, but its reserve is for %s', credits, reserved)
+    FROM g WHERE reserves = 1 AND reserved <> credits`,
+};
+
+interface ProblemRow {
+  kind: LedgerProblemKind;
+  account_id: string | null;
+  generation_id: string | null;
+  detail: string;
+}
+
+/**
+ * Verifies the whole ledger against its own history, as velro_system, at one consistent instant.
+ * Returns the counts it looked at and every problem it found (none on a healthy ledger).
+ */
+export async function checkLedgerReport(db: Db): Promise<LedgerReport> {
+  return withSystemTx(db, async (tx) => {
+    // Allowed here: SET LOCAL ROLE, the transaction's only statement so far, takes no snapshot.
+    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+    const problems: LedgerProblem[] = [];
+    for (const sql of Object.values(CHECKS)) {
+      const { rows } = await tx.query<ProblemRow>(sql);
+      for (const r of rows) {
+        problems.push({
+          kind: r.kind,
+          ...(r.account_id ? { accountId: r.account_id } : {}),
+          ...(r.generation_id ? { generationId: r.generation_id } : {}),
+          detail: r.detail,
+        });
+      }
+    }
+    const { rows } = await tx.query<{ accounts: number; transfers: number }>(
+      `SELECT (SELECT count(*) FROM credit_accounts)::int AS accounts,
+              (SELECT count(*) FROM credit_transfers)::int AS transfers`,
+    );
+    return { accounts: rows[0]!.accounts, transfers: rows[0]!.transfers, problems };
+  });
+}
+
+/** Every way the ledger disagrees with itself; an empty list means it is sound. */
+export async function checkLedger(db: Db): Promise<LedgerProblem[]> {
+  return (await checkLedgerReport(db)).problems;
+}

@@ -1,0 +1,357 @@
+import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { falAppId } from '../../lib/providers/fal';
+import {
+  deliver,
+  faultsIn,
+  renderOutput,
+  sendGatewayError,
+  sendJson,
+  sendText,
+  sleep,
+  startFakeServer,
+  type Delivery,
+  type RecordedRequest,
+  type ServedFile,
+} from './http';
+
+/**
+ * A fake fal.ai queue (shared/reference/providers.md §1) on 127.0.0.1: submit, status, result and
+ * cancel at the documented paths, with `Authorization: Key …` checked; it returns status, response
+ * and cancel URLs pointing at itself, serves its outputs (real PNGs) from its own URLs, serves a
+ * JWKS and sends Ed25519-signed webhooks to `fal_webhook`.
+ *
+ * Faults are asked for per request with tokens in the prompt:
+ * - `#submit-429` / `#submit-503`: the first submit of this prompt gets 429 (Retry-After:
+ *   `retryAfterSeconds`) / a 503 gateway page;
+ * - `#status-500`, `#status-hang` (no answer for `hangMs`), `#status-malformed` (truncated JSON):
+ *   the first status call of the request;
+ * - `#no-webhook`, `#dup-webhook` (the completion webhook three times, 1.1 s apart);
+ * - `#completed-error` (COMPLETED with `error`, result 500 runner_server_error), `#invalid-input`
+ *   (result 422 detail naming aspect_ratio), `#content-policy` (422 content_policy_violation),
+ *   `#submit-invalid` (422 at submit);
+ * - `#output-404` (the output URL answers 404), `#slow` (runs a minute: for cancellation).
+ */
+export interface FakeFalOptions {
+  key?: string;
+  queueMs?: number;
+  runMs?: number;
+  hangMs?: number;
+  retryAfterSeconds?: number;
+  userId?: string;
+}
+
+export interface FalJob {
+  requestId: string;
+  endpoint: string;
+  input: Record<string, unknown>;
+  faults: Set<string>;
+  webhookUrl: string | null;
+  submittedAt: number;
+  runMs: number;
+  canceled: boolean;
+  statusCalls: number;
+  output?: { url: string; file: ServedFile };
+}
+
+export interface FakeFal {
+  url: string;
+  jwksUrl: string;
+  userId: string;
+  requests: RecordedRequest[];
+  deliveries: Delivery[];
+  jobs: Map<string, FalJob>;
+  /** The request submitted with this prompt (the last one). */
+  jobFor(prompt: string): FalJob | undefined;
+  /** Signs a webhook body as fal does, by default with the fake's own key. */
+  signWebhook(
+    body: string,
+    opts?: { requestId?: string; timestamp?: number; privateKey?: KeyObject },
+  ): Record<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> {
+  const key = opts.key ?? 'test';
+  const queueMs = opts.queueMs ?? 150;
+  const defaultRunMs = opts.runMs ?? 250;
+  const hangMs = opts.hangMs ?? 5000;
+  const retryAfter = opts.retryAfterSeconds ?? 2;
+  const userId = opts.userId ?? 'fake-fal-user';
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const jwk = publicKey.export({ format: 'jwk' });
+
+  const jobs = new Map<string, FalJob>();
+  const files = new Map<string, ServedFile>();
+  const submitsByPrompt = new Map<string, number>();
+  const deliveries: Delivery[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
+  let base = '';
+
+  const signWebhook: FakeFal['signWebhook'] = (body, o = {}) => {
+    const requestId = o.requestId ?? (JSON.parse(body) as { request_id: string }).request_id;
+    const timestamp = String(o.timestamp ?? Math.floor(Date.now() / 1000));
+    const hash = createHash('sha256').update(body).digest('hex');
+    const message = Buffer.from(`${requestId}\n${userId}\n${timestamp}\n${hash}`);
+    return {
+      'content-type': 'application/json',
+      'x-fal-webhook-request-id': requestId,
+      'x-fal-webhook-user-id': userId,
+      'x-fal-webhook-timestamp': timestamp,
+      'x-fal-webhook-signature': sign(null, message, o.privateKey ?? privateKey).toString('hex'),
+    };
+  };
+
+  const urls = (job: FalJob) => {
+    const requestBase = `${base}/${falAppId(job.endpoint)}/requests/${job.requestId}`;
+    return {
+      request_id: job.requestId,
+      response_url: requestBase,
+      status_url: `${requestBase}/status`,
+      cancel_url: `${requestBase}/cancel`,
+    };
+  };
+
+  const stage = (job: FalJob): 'IN_QUEUE' | 'IN_PROGRESS' | 'COMPLETED' => {
+    if (job.canceled) return 'COMPLETED';
+    const elapsed = Date.now() - job.submittedAt;
+    if (elapsed < queueMs) return 'IN_QUEUE';
+    if (elapsed < queueMs + job.runMs) return 'IN_PROGRESS';
+    return 'COMPLETED';
+  };
+
+  /** The job's result: status code, body and headers of GET response_url once COMPLETED. */
+  const result = (job: FalJob): { status: number; body: unknown; headers?: Record<string, string> } => {
+    if (job.canceled) {
+      return { status: 400, body: { detail: 'Request was cancelled', error_type: 'client_cancelled' } };
+    }
+    if (job.faults.has('completed-error')) {
+      return {
+        status: 500,
+        body: { detail: 'Internal server error', error_type: 'runner_server_error' },
+        headers: { 'x-fal-error-type': 'runner_server_error' },
+      };
+    }
+    if (job.faults.has('invalid-input')) {
+      return {
+        status: 422,
+        body: {
+          detail: [
+            {
+              loc: ['body', 'aspect_ratio'],
+              msg: "Input should be '21:9', '16:9', '4:3', '3:2', '1:1', '2:3', '3:4', '9:16' or '9:21'",
+              type: 'literal_error',
+            },
+          ],
+        },
+      };
+    }
+    if (job.faults.has('content-policy')) {
+      return {
+        status: 422,
+        body: {
+          detail: [
+            {
+              loc: ['body', 'prompt'],
+              msg: 'The content was flagged by a content checker.',
+              type: 'content_policy_violation',
+              url: 'https://docs.fal.ai/errors#content_policy_violation',
+              input: job.input.prompt,
+              categories: ['violence'],
+            },
+          ],
+        },
+      };
+    }
+    const { url } = job.output!;
+    const isVideo = /video|veo/.test(job.endpoint);
+    const file = { url, content_type: 'image/png', width: 64, height: 64 };
+    return {
+      status: 200,
+      body: isVideo
+        ? { video: { url, content_type: 'image/png', file_name: '0.png' } }
+        : { images: [file], seed: 42, has_nsfw_concepts: [false], prompt: job.input.prompt, timings: {} },
+    };
+  };
+
+  const sendWebhook = async (job: FalJob) => {
+    if (!job.webhookUrl || closed) return;
+    const r = result(job);
+    const payload =
+      r.status === 200
+        ? { request_id: job.requestId, gateway_request_id: job.requestId, status: 'OK', payload: r.body }
+        : {
+            request_id: job.requestId,
+            gateway_request_id: job.requestId,
+            status: 'ERROR',
+            error: `Invalid status code: ${r.status}`,
+            payload: r.body,
+          };
+    const body = JSON.stringify(payload);
+    const copies = job.faults.has('dup-webhook') ? 3 : 1;
+    for (let i = 0; i < copies && !closed; i++) {
+      // Each delivery is a new attempt with its own timestamp, as fal's retries are.
+      if (i > 0) await sleep(1100);
+      await deliver(deliveries, job.webhookUrl, signWebhook(body), body);
+    }
+  };
+
+  const schedule = (fn: () => void, ms: number) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  };
+
+  const authorized = (req: RecordedRequest, res: ServerResponse) => {
+    if (req.headers.authorization === `Key ${key}`) return true;
+    sendJson(res, 401, { detail: 'No user found for Key ID and Secret' });
+    return false;
+  };
+
+  const submit = (req: RecordedRequest, res: ServerResponse) => {
+    const endpoint = req.path.replace(/^\/+/, '');
+    let input: Record<string, unknown>;
+    try {
+      input = JSON.parse(req.body) as Record<string, unknown>;
+    } catch {
+      return sendJson(res, 422, { detail: [{ loc: ['body'], msg: 'Invalid JSON', type: 'json_invalid' }] });
+    }
+    const faults = faultsIn(input.prompt);
+    const prompt = String(input.prompt);
+    const attempt = (submitsByPrompt.get(prompt) ?? 0) + 1;
+    submitsByPrompt.set(prompt, attempt);
+    if (faults.has('submit-429') && attempt === 1) {
+      return sendJson(res, 429, { detail: 'Too many requests' }, { 'retry-after': String(retryAfter) });
+    }
+    if (faults.has('submit-503') && attempt === 1) return sendGatewayError(res, 503);
+    if (faults.has('submit-invalid')) {
+      return sendJson(res, 422, {
+        detail: [
+          {
+            loc: ['body', 'prompt'],
+            msg: 'String should have at most 10 characters',
+            type: 'string_too_long',
+          },
+        ],
+      });
+    }
+    const requestId = randomUUID();
+    const job: FalJob = {
+      requestId,
+      endpoint,
+      input,
+      faults,
+      webhookUrl: req.query.get('fal_webhook'),
+      submittedAt: Date.now(),
+      runMs: faults.has('slow') ? 60_000 : defaultRunMs,
+      canceled: false,
+      statusCalls: 0,
+    };
+    const file = renderOutput(prompt, 42);
+    const fileUrl = `${base}/files/${requestId}/0.png`;
+    if (!faults.has('output-404')) files.set(new URL(fileUrl).pathname, file);
+    job.output = { url: fileUrl, file };
+    jobs.set(requestId, job);
+    if (!faults.has('no-webhook')) schedule(() => void sendWebhook(job), queueMs + job.runMs + 20);
+    sendJson(
+      res,
+      200,
+      { status: 'IN_QUEUE', ...urls(job), queue_position: 2 },
+      { 'x-fal-request-id': requestId },
+    );
+  };
+
+  const onRequest = async (req: RecordedRequest, res: ServerResponse) => {
+    if (req.method === 'GET' && req.path === '/.well-known/jwks.json') {
+      return sendJson(res, 200, { keys: [{ kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: 'fake-1' }] });
+    }
+    if (req.method === 'GET' && req.path.startsWith('/files/')) {
+      const file = files.get(req.path);
+      if (!file) return sendJson(res, 404, { detail: 'Not Found' });
+      res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.bytes.length });
+      return void res.end(file.bytes);
+    }
+    if (!authorized(req, res)) return;
+
+    const m = /^\/(.+)\/requests\/([^/]+)(\/status|\/cancel)?$/.exec(req.path);
+    if (!m) {
+      if (req.method === 'POST') return submit(req, res);
+      return sendJson(res, 404, { detail: 'Not Found' });
+    }
+    const [, appId, requestId, action] = m;
+    const job = jobs.get(requestId!);
+    // Status, result and cancel live under owner/alias, without the endpoint's subpath.
+    if (!job || falAppId(job.endpoint) !== appId) {
+      return sendJson(res, 404, { detail: `Request ${requestId} not found` });
+    }
+
+    if (action === '/status' && req.method === 'GET') {
+      job.statusCalls++;
+      const first = job.statusCalls === 1;
+      if (first && job.faults.has('status-500')) return sendGatewayError(res, 500);
+      if (first && job.faults.has('status-hang')) {
+        await sleep(hangMs);
+        if (!res.destroyed) sendGatewayError(res, 504);
+        return;
+      }
+      if (first && job.faults.has('status-malformed')) {
+        return sendText(res, 200, '{"status": "IN_PROGRESS", "logs": [{"mess', {
+          'content-type': 'application/json',
+        });
+      }
+      const s = stage(job);
+      const withLogs = req.query.get('logs') === '1';
+      const logs = withLogs
+        ? [{ message: 'loading model', level: 'INFO', source: 'USER', timestamp: new Date().toISOString() }]
+        : null;
+      const body: Record<string, unknown> = { status: s, ...urls(job) };
+      if (s === 'IN_QUEUE') {
+        body.queue_position = Math.max(0, Math.ceil((queueMs - (Date.now() - job.submittedAt)) / 50));
+      } else {
+        body.logs = logs;
+      }
+      if (s === 'COMPLETED') {
+        body.metrics = { inference_time: job.runMs / 1000 };
+        if (job.faults.has('completed-error')) {
+          body.error = 'Internal server error';
+          body.error_type = 'runner_server_error';
+        }
+      }
+      return sendJson(res, 200, body, { 'x-fal-request-id': job.requestId });
+    }
+    if (action === '/cancel' && req.method === 'PUT') {
+      if (stage(job) === 'COMPLETED') return sendJson(res, 400, { status: 'ALREADY_COMPLETED' });
+      job.canceled = true;
+      return sendJson(res, 202, { status: 'CANCELLATION_REQUESTED' });
+    }
+    if (action === undefined && req.method === 'GET') {
+      if (stage(job) !== 'COMPLETED') {
+        return sendJson(res, 400, { detail: 'Request is still in progress' });
+      }
+      const r = result(job);
+      return sendJson(res, r.status, r.body, { 'x-fal-request-id': job.requestId, ...r.headers });
+    }
+    return sendJson(res, 405, { detail: 'Method Not Allowed' });
+  };
+
+  const server = await startFakeServer(onRequest);
+  base = server.url;
+  return {
+    url: server.url,
+    jwksUrl: `${server.url}/.well-known/jwks.json`,
+    userId,
+    requests: server.requests,
+    deliveries,
+    jobs,
+    jobFor: (prompt) => [...jobs.values()].filter((j) => j.input.prompt === prompt).at(-1),
+    signWebhook,
+    async close() {
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,315 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { signStandardWebhook } from '../../lib/providers/replicate';
+import {
+  deliver,
+  faultsIn,
+  renderOutput,
+  sendGatewayError,
+  sendJson,
+  sendText,
+  sleep,
+  startFakeServer,
+  type Delivery,
+  type RecordedRequest,
+  type ServedFile,
+} from './http';
+
+/**
+ * A fake Replicate predictions API (shared/reference/providers.md §3) on 127.0.0.1: create (model
+ * and version routes, `Prefer: wait=N`), get, cancel and the webhook secret, with Bearer auth; the
+ * prediction's `urls` point at itself, outputs (real PNGs) are served from its own URLs, and
+ * completion webhooks are signed per Standard Webhooks with the `whsec_` secret.
+ *
+ * Faults are asked for per request with tokens in the prompt:
+ * - `#create-429` (with Retry-After: `retryAfterSeconds` and a throttling `detail`) / `#create-503`:
+ *   the first create of this prompt;
+ * - `#get-500`, `#get-hang` (no answer for `hangMs`), `#get-malformed`: the first GET of the prediction;
+ * - `#no-webhook`, `#dup-webhook` (the terminal webhook three times, same webhook-id, 1.1 s apart);
+ * - `#failed` (status failed with an error), `#content-policy` (failed: flagged as sensitive),
+ *   `#invalid-input` (422 at create naming input.aspect_ratio);
+ * - `#output-404`, `#array-output` (two output URLs), `#slow` (runs a minute: for cancellation).
+ */
+export interface FakeReplicateOptions {
+  token?: string;
+  /** `whsec_…`; a new random one by default. */
+  secret?: string;
+  startMs?: number;
+  runMs?: number;
+  hangMs?: number;
+  retryAfterSeconds?: number;
+}
+
+type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
+
+export interface FakePrediction {
+  id: string;
+  model: string;
+  input: Record<string, unknown>;
+  faults: Set<string>;
+  webhook: string | null;
+  eventsFilter: string[] | null;
+  createdAt: number;
+  runMs: number;
+  canceledAt: number | null;
+  getCalls: number;
+  outputs: { url: string; file: ServedFile }[];
+}
+
+export interface FakeReplicate {
+  url: string;
+  secret: string;
+  requests: RecordedRequest[];
+  deliveries: Delivery[];
+  predictions: Map<string, FakePrediction>;
+  predictionFor(prompt: string): FakePrediction | undefined;
+  /** Standard Webhooks headers for a body, by default with the fake's secret and now. */
+  signWebhook(
+    body: string,
+    opts?: { id?: string; timestamp?: number; secret?: string },
+  ): Record<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promise<FakeReplicate> {
+  const token = opts.token ?? 'r8_test';
+  const secret = opts.secret ?? `whsec_${randomBytes(32).toString('base64')}`;
+  const startMs = opts.startMs ?? 150;
+  const defaultRunMs = opts.runMs ?? 250;
+  const hangMs = opts.hangMs ?? 5000;
+  const retryAfter = opts.retryAfterSeconds ?? 2;
+
+  const predictions = new Map<string, FakePrediction>();
+  const files = new Map<string, ServedFile>();
+  const createsByPrompt = new Map<string, number>();
+  const deliveries: Delivery[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
+  let base = '';
+
+  const signWebhook: FakeReplicate['signWebhook'] = (body, o = {}) => {
+    const id = o.id ?? `msg_${randomBytes(12).toString('hex')}`;
+    const timestamp = o.timestamp ?? Math.floor(Date.now() / 1000);
+    return {
+      'content-type': 'application/json',
+      'webhook-id': id,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signStandardWebhook(o.secret ?? secret, id, timestamp, body),
+    };
+  };
+
+  const status = (p: FakePrediction): Status => {
+    if (p.canceledAt !== null) return 'canceled';
+    const elapsed = Date.now() - p.createdAt;
+    if (elapsed < startMs) return 'starting';
+    if (elapsed < startMs + p.runMs) return 'processing';
+    return p.faults.has('failed') || p.faults.has('content-policy') ? 'failed' : 'succeeded';
+  };
+
+  const toJson = (p: FakePrediction) => {
+    const s = status(p);
+    const done = s === 'succeeded' || s === 'failed' || s === 'canceled';
+    const iso = (ms: number) => new Date(ms).toISOString();
+    let output: unknown = null;
+    if (s === 'succeeded') {
+      output = p.faults.has('array-output') ? p.outputs.map((o) => o.url) : p.outputs[0]!.url;
+    }
+    let error: string | null = null;
+    if (s === 'failed') {
+      error = p.faults.has('content-policy')
+        ? 'The input or output was flagged as sensitive. Please try again with different inputs. (E005)'
+        : 'CUDA error: an illegal memory access was encountered';
+    }
+    return {
+      id: p.id,
+      model: p.model,
+      version: 'hidden',
+      input: p.input,
+      logs: s === 'starting' ? '' : 'Using seed: 42\nRunning inference\n',
+      output,
+      data_removed: false,
+      error,
+      status: s,
+      source: 'api',
+      created_at: iso(p.createdAt),
+      started_at: s === 'starting' ? null : iso(p.createdAt + startMs),
+      completed_at: done ? iso(p.canceledAt ?? p.createdAt + startMs + p.runMs) : null,
+      metrics: s === 'succeeded' ? { predict_time: p.runMs / 1000 } : {},
+      urls: {
+        get: `${base}/v1/predictions/${p.id}`,
+        cancel: `${base}/v1/predictions/${p.id}/cancel`,
+        web: `https://replicate.com/p/${p.id}`,
+      },
+      ...(p.webhook ? { webhook: p.webhook, webhook_events_filter: p.eventsFilter ?? undefined } : {}),
+    };
+  };
+
+  const sendCompletedWebhook = async (p: FakePrediction) => {
+    if (!p.webhook || closed) return;
+    if (p.eventsFilter && !p.eventsFilter.includes('completed')) return;
+    const body = JSON.stringify(toJson(p));
+    const id = `msg_${randomBytes(12).toString('hex')}`;
+    const copies = p.faults.has('dup-webhook') ? 3 : 1;
+    for (let i = 0; i < copies && !closed; i++) {
+      // A retry keeps the webhook-id and gets a new timestamp (Standard Webhooks).
+      if (i > 0) await sleep(1100);
+      await deliver(deliveries, p.webhook, signWebhook(body, { id }), body);
+    }
+  };
+
+  const schedule = (fn: () => void, ms: number) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  };
+
+  const create = async (req: RecordedRequest, res: ServerResponse, model: string) => {
+    let body: { input?: Record<string, unknown>; webhook?: string; webhook_events_filter?: string[] };
+    try {
+      body = JSON.parse(req.body) as typeof body;
+    } catch {
+      return sendJson(res, 400, { title: 'Bad request', detail: 'Invalid JSON', status: 400 });
+    }
+    const input = body.input ?? {};
+    if (typeof input.prompt !== 'string') {
+      return sendJson(res, 422, {
+        title: 'Input validation failed',
+        detail: '- input: prompt is required',
+        status: 422,
+        invalid_fields: [{ type: 'required', field: 'input.prompt', description: 'prompt is required' }],
+      });
+    }
+    const faults = faultsIn(input.prompt);
+    const attempt = (createsByPrompt.get(input.prompt) ?? 0) + 1;
+    createsByPrompt.set(input.prompt, attempt);
+    if (faults.has('create-429') && attempt === 1) {
+      return sendJson(
+        res,
+        429,
+        {
+          title: 'Request was throttled',
+          detail: `Request was throttled. Expected available in ${retryAfter} seconds.`,
+          status: 429,
+        },
+        { 'retry-after': String(retryAfter) },
+      );
+    }
+    if (faults.has('create-503') && attempt === 1) return sendGatewayError(res, 503);
+    if (faults.has('invalid-input')) {
+      return sendJson(res, 422, {
+        title: 'Input validation failed',
+        detail: '- input.aspect_ratio: aspect_ratio must be one of the following: "21:9", "16:9", "1:1"',
+        status: 422,
+        invalid_fields: [
+          {
+            type: 'enum',
+            field: 'input.aspect_ratio',
+            description: 'aspect_ratio must be one of the following: "21:9", "16:9", "1:1"',
+          },
+        ],
+      });
+    }
+    const id = randomUUID().replace(/-/g, '').slice(0, 26);
+    const count = faults.has('array-output') ? 2 : 1;
+    const outputs = Array.from({ length: count }, (_, i) => {
+      const file = renderOutput(input.prompt as string, 42 + i);
+      const url = `${base}/files/${id}/out-${i}.png`;
+      if (!faults.has('output-404')) files.set(new URL(url).pathname, file);
+      return { url, file };
+    });
+    const p: FakePrediction = {
+      id,
+      model,
+      input,
+      faults,
+      webhook: body.webhook ?? null,
+      eventsFilter: body.webhook_events_filter ?? null,
+      createdAt: Date.now(),
+      runMs: faults.has('slow') ? 60_000 : defaultRunMs,
+      canceledAt: null,
+      getCalls: 0,
+      outputs,
+    };
+    predictions.set(id, p);
+    if (!faults.has('no-webhook')) schedule(() => void sendCompletedWebhook(p), startMs + p.runMs + 20);
+
+    // Prefer: wait=N holds the answer until the prediction is done or N seconds pass.
+    const wait = /^wait(?:=(\d+))?$/.exec(String(req.headers.prefer ?? '').trim());
+    if (wait) {
+      const until = Date.now() + Math.min(60, Number(wait[1] ?? 60)) * 1000;
+      while (Date.now() < until && ['starting', 'processing'].includes(status(p)) && !closed) await sleep(25);
+    }
+    sendJson(res, 201, toJson(p), { location: `${base}/v1/predictions/${id}` });
+  };
+
+  const onRequest = async (req: RecordedRequest, res: ServerResponse) => {
+    if (req.method === 'GET' && req.path.startsWith('/files/')) {
+      const file = files.get(req.path);
+      if (!file) return sendText(res, 404, 'Not Found', { 'content-type': 'text/plain' });
+      res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.bytes.length });
+      return void res.end(file.bytes);
+    }
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      return sendJson(res, 401, {
+        title: 'Unauthenticated',
+        detail: 'You did not pass a valid authentication token',
+        status: 401,
+      });
+    }
+    let m: RegExpExecArray | null;
+    if (req.method === 'POST' && (m = /^\/v1\/models\/([^/]+)\/([^/]+)\/predictions$/.exec(req.path))) {
+      return create(req, res, `${m[1]}/${m[2]}`);
+    }
+    if (req.method === 'POST' && req.path === '/v1/predictions') {
+      const version = (JSON.parse(req.body || '{}') as { version?: string }).version ?? 'unknown';
+      return create(req, res, version.split(':')[0]!);
+    }
+    if (req.method === 'GET' && req.path === '/v1/webhooks/default/secret') {
+      return sendJson(res, 200, { key: secret });
+    }
+    if ((m = /^\/v1\/predictions\/([^/]+)(\/cancel)?$/.exec(req.path))) {
+      const p = predictions.get(m[1]!);
+      if (!p) return sendJson(res, 404, { title: 'Not found', detail: 'Not found.', status: 404 });
+      if (m[2] && req.method === 'POST') {
+        if (status(p) === 'starting' || status(p) === 'processing') p.canceledAt = Date.now();
+        return sendJson(res, 200, toJson(p));
+      }
+      if (!m[2] && req.method === 'GET') {
+        p.getCalls++;
+        const first = p.getCalls === 1;
+        if (first && p.faults.has('get-500')) return sendGatewayError(res, 500);
+        if (first && p.faults.has('get-hang')) {
+          await sleep(hangMs);
+          if (!res.destroyed) sendGatewayError(res, 504);
+          return;
+        }
+        if (first && p.faults.has('get-malformed')) {
+          return sendText(res, 200, '{"id": "' + p.id + '", "status": "proc', {
+            'content-type': 'application/json',
+          });
+        }
+        return sendJson(res, 200, toJson(p));
+      }
+    }
+    return sendJson(res, 404, { title: 'Not found', detail: 'Not found.', status: 404 });
+  };
+
+  const server = await startFakeServer(onRequest);
+  base = server.url;
+  return {
+    url: server.url,
+    secret,
+    requests: server.requests,
+    deliveries,
+    predictions,
+    predictionFor: (prompt) => [...predictions.values()].filter((p) => p.input.prompt === prompt).at(-1),
+    signWebhook,
+    async close() {
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      await server.close();
+    },
+  };
+}
