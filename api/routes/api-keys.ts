@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { createdApiKeyExample, examples } from '../schemas/examples';
 import { generateApiKey } from '../../lib/auth/api-keys';
 import { withUserTx } from '../../lib/db/pool';
 import { ApiError, notFound } from '../errors';
@@ -24,13 +25,15 @@ const apiKeySchema = z
     createdAt: z.string(),
     lastUsedAt: z.string().nullable().describe('Updated at most once a minute'),
   })
-  .meta({ id: 'ApiKey' });
+  .meta({ id: 'ApiKey', examples: [examples.apiKey] });
 
 const createdKeySchema = apiKeySchema
   .extend({ key: z.string().describe('The key itself: shown this once, only its hash is stored') })
-  .meta({ id: 'CreatedApiKey' });
+  .meta({ id: 'CreatedApiKey', examples: [createdApiKeyExample] });
 
-const createBody = z.strictObject({ name: z.string().trim().min(1).max(100) });
+const createBody = z
+  .strictObject({ name: z.string().trim().min(1).max(100) })
+  .meta({ examples: [examples.apiKeyRequest] });
 
 interface KeyRow {
   id: string;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { examples, sessionExample } from '../schemas/examples';
 import type { Role } from '../../lib/auth/jwt';
 import {
   hashPassword,
@@ -24,7 +25,7 @@ export const userSchema = z
     role: z.enum(['user', 'admin']),
     createdAt: z.string(),
   })
-  .meta({ id: 'User' });
+  .meta({ id: 'User', examples: [examples.user] });
 
 const sessionSchema = z
   .object({
@@ -33,7 +34,7 @@ const sessionSchema = z
     expiresAt: z.string().describe('When the token stops working; log in again for a new one'),
     user: userSchema,
   })
-  .meta({ id: 'Session' });
+  .meta({ id: 'Session', examples: [sessionExample] });
 
 /** Trimmed and lower-cased before it is checked, so `Ann@Example.com ` and `ann@example.com` are one account. */
 const email = z
@@ -44,18 +45,22 @@ const email = z
   .pipe(z.email({ message: 'must be an email address' }))
   .meta({ format: 'email', maxLength: 254 });
 
-const registerBody = z.strictObject({
-  email,
-  password: z
-    .string()
-    .meta({ minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH })
-    .describe(`${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`),
-});
+const registerBody = z
+  .strictObject({
+    email,
+    password: z
+      .string()
+      .meta({ minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH })
+      .describe(`${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`),
+  })
+  .meta({ examples: [examples.credentials] });
 
-const loginBody = z.strictObject({
-  email,
-  password: z.string().min(1).max(1024),
-});
+const loginBody = z
+  .strictObject({
+    email,
+    password: z.string().min(1).max(1024),
+  })
+  .meta({ examples: [examples.credentials] });
 
 interface UserRow {
   id: string;

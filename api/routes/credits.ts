@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { examples } from '../schemas/examples';
 import { withUserTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
 import { ApiError } from '../errors';
@@ -12,7 +13,7 @@ export const balanceSchema = z
     reserved: z.number().int(),
     spent: z.number().int(),
   })
-  .meta({ id: 'CreditBalance' });
+  .meta({ id: 'CreditBalance', examples: [examples.balance] });
 
 const transferSchema = z
   .object({
@@ -25,7 +26,7 @@ const transferSchema = z
     expiresAt: z.string().nullable(),
     createdAt: z.string(),
   })
-  .meta({ id: 'CreditTransfer' });
+  .meta({ id: 'CreditTransfer', examples: [examples.transfer] });
 
 const credits: FastifyPluginAsyncZod = async (app) => {
   app.get(

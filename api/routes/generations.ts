@@ -1,6 +1,7 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { examples } from '../schemas/examples';
 import { MODEL_IDS } from '../../lib/catalog/models';
 import { withUserTx } from '../../lib/db/pool';
 import { generationWorkflowId } from '../../workflows/definitions';
@@ -24,17 +25,19 @@ import {
 import { submitGeneration, waitUntilDone } from '../services/submit-generation';
 import { publicUrl } from '../../lib/config';
 
-const submitBody = z.strictObject({
-  model: z.enum(MODEL_IDS).describe('A model id from GET /v1/models'),
-  input: z
-    .record(z.string(), z.unknown())
-    .describe("The model's input; see its inputSchema in GET /v1/models/:id"),
-  projectId: z.uuid().nullish(),
-  webhookUrl: z
-    .url({ protocol: /^https?$/ })
-    .max(2048)
-    .nullish(),
-});
+const submitBody = z
+  .strictObject({
+    model: z.enum(MODEL_IDS).describe('A model id from GET /v1/models'),
+    input: z
+      .record(z.string(), z.unknown())
+      .describe("The model's input; see its inputSchema in GET /v1/models/:id"),
+    projectId: z.uuid().nullish(),
+    webhookUrl: z
+      .url({ protocol: /^https?$/ })
+      .max(2048)
+      .nullish(),
+  })
+  .meta({ examples: [examples.submit] });
 
 const submitHeaders = z.object({
   'idempotency-key': z

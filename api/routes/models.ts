@@ -12,7 +12,18 @@ const modelSchema = z
     credits: z.number().int(),
     inputSchema: z.record(z.string(), z.unknown()).describe('JSON Schema of the model input'),
   })
-  .meta({ id: 'Model' });
+  .meta({
+    id: 'Model',
+    examples: [
+      {
+        id: 'veo3',
+        name: 'Veo 3',
+        kind: 'video',
+        credits: 500,
+        inputSchema: { type: 'object', properties: { prompt: { type: 'string' } }, required: ['prompt'] },
+      },
+    ],
+  });
 
 const describe = (m: ModelDefinition) => ({
   id: m.id,

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { examples } from '../schemas/examples';
 import { withUserTx } from '../../lib/db/pool';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
@@ -22,9 +23,11 @@ const projectSchema = z
     createdAt: z.string(),
     updatedAt: z.string(),
   })
-  .meta({ id: 'Project' });
+  .meta({ id: 'Project', examples: [examples.project] });
 
-const projectBody = z.strictObject({ name: z.string().trim().min(1).max(100) });
+const projectBody = z
+  .strictObject({ name: z.string().trim().min(1).max(100) })
+  .meta({ examples: [examples.projectRequest] });
 
 interface ProjectRow {
   id: string;

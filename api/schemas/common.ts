@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { examples } from './examples';
 
 export const problemSchema = z
   .object({
@@ -10,7 +11,11 @@ export const problemSchema = z
     requestId: z.string(),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
   })
-  .meta({ id: 'Problem', description: 'RFC 9457 problem details with a stable `code`' });
+  .meta({
+    id: 'Problem',
+    description: 'RFC 9457 problem details with a stable `code`',
+    examples: [examples.problem],
+  });
 
 export const idParams = z.object({ id: z.uuid({ message: 'must be a UUID' }) });
 

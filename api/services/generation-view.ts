@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { examples } from '../schemas/examples';
 import { signAssetPath } from '../../lib/auth/signed-urls';
 import type { Tx } from '../../lib/db/pool';
 
@@ -34,7 +35,7 @@ export const generationSchema = z
     updatedAt: z.string(),
     completedAt: z.string().nullable(),
   })
-  .meta({ id: 'Generation' });
+  .meta({ id: 'Generation', examples: [examples.generation] });
 
 export type GenerationView = z.infer<typeof generationSchema>;
 

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiHarness } from '../support/context';
 
+interface MediaType {
+  schema: { examples?: unknown[]; $ref?: string };
+  example?: unknown;
+  examples?: unknown;
+}
+
 interface Operation {
   summary?: string;
   tags?: string[];
@@ -45,6 +51,34 @@ describe('the OpenAPI document', () => {
           codes.some((c) => c.startsWith('4')),
           `${route.method} ${route.url} documents no error`,
         ).toBe(true);
+      }
+    }
+  });
+
+  it('gives an example for every schema component and every request body', () => {
+    const components = (
+      doc as unknown as { components: { schemas: Record<string, { examples?: unknown[] }> } }
+    ).components.schemas;
+    const named = Object.entries(components).filter(([name]) => !name.endsWith('Input'));
+    expect(named.length).toBeGreaterThan(5);
+    for (const [name, schema] of named) {
+      expect(schema.examples?.length, `component ${name} has no example`).toBeGreaterThan(0);
+    }
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const body = (op as { requestBody?: { content: Record<string, MediaType> } }).requestBody;
+        if (!body) continue;
+        const media = Object.values(body.content)[0]!;
+        const ref = media.schema.$ref?.split('/').pop();
+        const withExample =
+          media.example !== undefined ||
+          media.examples !== undefined ||
+          media.schema.examples?.length ||
+          (ref && components[ref]?.examples?.length);
+        expect(
+          withExample,
+          `${method.toUpperCase()} ${path} has a request body without an example`,
+        ).toBeTruthy();
       }
     }
   });
