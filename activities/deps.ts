@@ -1,6 +1,23 @@
 import type { Db } from '../lib/db/pool';
 import type { Provider, ProviderName } from '../lib/providers/provider';
 import type { Storage } from '../lib/storage/storage';
+import type { LookupAll, WebhookUrlPolicy } from '../lib/webhooks/url-policy';
+import type { WebhookRetryPolicy } from '../workflows/definitions';
+
+/** Outgoing webhooks (activities/webhooks.ts). */
+export interface WebhookDeps {
+  /** Base of the signed output URLs in a webhook's generation (VELRO_PUBLIC_URL). */
+  publicUrl: string;
+  /** The key the API signs asset URLs with (the same one, so the URLs in a webhook work). */
+  assetSigningKey(): Promise<Buffer>;
+  assetUrlTtlSeconds: number;
+  /** Time limit of one delivery attempt's HTTP request. */
+  timeoutMs: number;
+  retry: WebhookRetryPolicy;
+  urlPolicy: WebhookUrlPolicy;
+  /** Name resolution for delivery targets (tests pin it); the system resolver by default. */
+  lookup?: LookupAll;
+}
 
 export interface ActivityDeps {
   db: Db;
@@ -16,4 +33,5 @@ export interface ActivityDeps {
   outputHosts: string[];
   /** Whether a workflow is still running (the reconciler asks before releasing a reservation). */
   workflowState(workflowId: string): Promise<'running' | 'closed' | 'missing'>;
+  webhooks: WebhookDeps;
 }

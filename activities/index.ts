@@ -4,6 +4,7 @@ import { outputActivities } from './outputs';
 import { providerActivities } from './provider';
 import { reconciliationActivities } from './reconciliation';
 import { settlementActivities } from './settlement';
+import { webhookActivities } from './webhooks';
 
 export type { ActivityDeps } from './deps';
 
@@ -15,5 +16,6 @@ export function createActivities(deps: ActivityDeps) {
     ...outputActivities(deps),
     ...settlementActivities(deps),
     ...reconciliationActivities(deps),
+    ...webhookActivities(deps),
   };
 }

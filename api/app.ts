@@ -27,6 +27,7 @@ import me from './routes/me';
 import models from './routes/models';
 import providerWebhooks from './routes/provider-webhooks';
 import projects from './routes/projects';
+import webhooks from './routes/webhooks';
 
 export interface RouteEntry {
   method: string;
@@ -112,6 +113,7 @@ export async function buildApp(opts: BuildOptions) {
   await app.register(me);
   await app.register(assets);
   await app.register(providerWebhooks);
+  await app.register(webhooks);
   await app.register(admin);
 
   return app;

@@ -40,6 +40,8 @@ const bench: Bench = {
       LOG_LEVEL: 'silent',
       LOCAL_PROVIDER_LATENCY_MS: '0',
       DATABASE_POOL_MAX: '30',
+      // 200 submits at once queue behind the renders of this same process: wait rather than answer 503.
+      ADMISSION_TIMEOUT_MS: '120000',
     });
     const db = createDb(config, stack.databaseUrl, 'velro-bench');
     const connection = await Connection.connect({ address: stack.temporalAddress });

@@ -137,6 +137,22 @@ export const configSchema = z.object({
   PROVIDER_OUTPUT_HOSTS: hostList,
   VELRO_PROVIDER: z.enum(['local', 'fal', 'replicate']).optional(),
   STORAGE_DRIVER: z.enum(['fs', 's3']).default('fs'),
+  /** The bucket outputs go to with STORAGE_DRIVER=s3 (required then); credentials: the AWS chain. */
+  S3_BUCKET: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 of a-z 0-9 . -)')
+      .optional(),
+  ),
+  /** An S3-compatible server (MinIO, R2, …) instead of AWS. */
+  S3_ENDPOINT: optionalUrl,
+  S3_REGION: optionalText.transform((v) => v ?? 'us-east-1'),
+  /** `true` for servers that want `endpoint/bucket/key` rather than `bucket.endpoint/key`. */
+  S3_FORCE_PATH_STYLE: optionalText.pipe(z.stringbool().optional()).transform((v) => v ?? false),
+  /** Time limit of connecting, of each S3 request until its answer, and of an idle S3 socket. */
+  S3_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** Attempts per S3 call (1: no retry); throttling, 5xx and timeouts are retried with backoff. */
+  S3_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
   LOCAL_PROVIDER_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(1500),
   LOCAL_PROVIDER_FAILURE_RATE: rate.default(0),
   /** Lifetime of a login token (JWT). */
@@ -154,6 +170,29 @@ export const configSchema = z.object({
   TRUST_PROXY: trustProxy,
   /** How long a signed asset URL handed out in a generation stays valid. */
   ASSET_URL_TTL_SECONDS: positiveInt(7 * 86_400).default(86_400),
+  /** Time limit of one outgoing webhook request (connect, headers and the bounded body read). */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  /** First wait before retrying a failed webhook delivery; doubles each time up to the maximum. */
+  WEBHOOK_RETRY_INITIAL_MS: z.coerce.number().int().min(10).max(3_600_000).default(30_000),
+  WEBHOOK_RETRY_MAX_INTERVAL_MS: z.coerce.number().int().min(10).max(86_400_000).default(3_600_000),
+  /** Attempts per delivery, the first included; the defaults spread 30 attempts over about 23 hours. */
+  WEBHOOK_MAX_ATTEMPTS: positiveInt(100).default(30),
+  /** After a secret rotation, deliveries carry a signature with the old secret too for this long. */
+  WEBHOOK_SECRET_OVERLAP_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86_400)
+    .default(86_400),
+  /**
+   * Whether webhooks may target loopback, private, link-local... addresses. Default: yes outside
+   * production (development and tests receive locally), no in production. Production also always
+   * requires https.
+   */
+  WEBHOOK_ALLOW_PRIVATE_URLS: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
 });
 
 export type Config = z.infer<typeof configSchema> & { dataDir: string };

@@ -2,8 +2,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
-import type { Config } from '../lib/config';
+import { assetSigningKey } from '../lib/auth/signing-key';
+import { publicUrl, type Config } from '../lib/config';
 import { PROJECT_ROOT } from '../lib/paths';
+import { webhookUrlPolicy } from '../lib/webhooks/url-policy';
 
 // A folder: the bundler resolves its index (.ts from the sources, .js from dist/).
 export const WORKFLOWS_PATH = path.resolve(__dirname, '../workflows');
@@ -48,5 +50,28 @@ export function activityDeps(
     downloadTimeoutMs: 5 * 60 * 1000,
     allowLoopbackOutputs: config.NODE_ENV !== 'production',
     outputHosts: config.PROVIDER_OUTPUT_HOSTS,
+    webhooks: webhookDeps(config),
+  };
+}
+
+/** Outgoing webhook settings from the configuration. */
+export function webhookDeps(config: Config): ActivityDeps['webhooks'] {
+  let key: Promise<Buffer> | undefined;
+  return {
+    publicUrl: publicUrl(config),
+    // Derived once, on first use; a failure is not kept, the next delivery tries again.
+    assetSigningKey: () =>
+      (key ??= assetSigningKey(config).catch((err: unknown) => {
+        key = undefined;
+        throw err;
+      })),
+    assetUrlTtlSeconds: config.ASSET_URL_TTL_SECONDS,
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    retry: {
+      initialMs: config.WEBHOOK_RETRY_INITIAL_MS,
+      maxIntervalMs: Math.max(config.WEBHOOK_RETRY_MAX_INTERVAL_MS, config.WEBHOOK_RETRY_INITIAL_MS),
+      maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
+    },
+    urlPolicy: webhookUrlPolicy(config),
   };
 }

@@ -61,3 +61,34 @@ export interface ProviderEvent {
 export const admissionUpdate = defineUpdate<Admission>('admission');
 export const providerEventSignal = defineSignal<[ProviderEvent]>('providerEvent');
 export const progressQuery = defineQuery<Progress>('progress');
+
+/** How a failed webhook delivery is retried: exponential backoff (×2) from `initialMs` up to `maxIntervalMs`. */
+export interface WebhookRetryPolicy {
+  initialMs: number;
+  maxIntervalMs: number;
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+}
+
+/** One webhook to one target (a registered endpoint or a generation's webhookUrl). */
+export interface WebhookDeliveryInput {
+  userId: string;
+  deliveryId: string;
+  /** Also the `webhook-id` header: the same on every attempt. */
+  eventId: string;
+  retry: WebhookRetryPolicy;
+}
+
+/** How a delivery ended: received (2xx), given up, 410 Gone, or its endpoint was deleted or disabled. */
+export type WebhookDeliveryStatus = 'delivered' | 'failed' | 'gone' | 'canceled';
+
+/** What the end of a generation is to be told to: one delivery workflow per target. */
+export interface WebhookNotice {
+  deliveries: { deliveryId: string; workflowId: string }[];
+  eventId: string | null;
+  retry: WebhookRetryPolicy;
+}
+
+/** One workflow per (event, target), so a repeated notify can never send the same event twice. */
+export const webhookDeliveryWorkflowId = (eventId: string, endpointId: string | null) =>
+  `webhook-${eventId}-${endpointId ?? 'generation-url'}`;

@@ -5,9 +5,12 @@ import {
   condition,
   isCancellation,
   log,
+  ParentClosePolicy,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  startChild,
   upsertSearchAttributes,
   allHandlersFinished,
 } from '@temporalio/workflow';
@@ -17,6 +20,7 @@ import {
   progressQuery,
   providerEventSignal,
   StatusKey,
+  UserIdKey,
   type Admission,
   type GenerationError,
   type GenerationInput,
@@ -24,6 +28,7 @@ import {
   type GenerationStatus,
   type Progress,
 } from './definitions';
+import type { WebhookDeliveryWorkflow } from './webhook-delivery';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -64,7 +69,22 @@ const { completeGeneration, failGeneration, cancelAtProvider } = proxyActivities
   },
 });
 
+// Recording the webhook event is one short transaction; a few minutes of retries, then it is given up
+// (logged): the generation itself is settled by then and must not wait on its webhooks any longer.
+const { createWebhookEvent } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 12,
+  },
+});
+
 const POLL_MAX_INTERVAL_MS = 15_000;
+
+/** Generations started before webhooks existed end without notifying (their histories have no such step). */
+export const WEBHOOKS_PATCH = 'outgoing-webhooks';
 
 /**
  * One generation: reserve its credits, run it at the provider, keep its outputs, then commit the
@@ -146,6 +166,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       completeGeneration({ userId: input.userId, generationId: input.generationId }),
     );
     setStatus('succeeded', 'done');
+    await notifyClient(input);
     await afterHandlers();
     return { status: 'succeeded', assetIds };
   } catch (err) {
@@ -167,9 +188,48 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       });
     });
     setStatus(canceled ? 'canceled' : 'failed', 'refunded');
+    await notifyClient(input);
     await afterHandlers();
     return { status: canceled ? 'canceled' : 'failed', error, assetIds: [] };
   }
+}
+
+/**
+ * The generation has ended and is settled: record its webhook event, then start one delivery
+ * workflow per target (the generation's webhookUrl, and every registered endpoint that wants the
+ * event). Deliveries are children with ParentClosePolicy ABANDON: they outlive this workflow, their
+ * start is recorded in its history, and their ids follow from the event id and the target, so no
+ * replay, retry or reset sends an event twice. Never fails and never touches credits; not cancellable.
+ */
+async function notifyClient(input: GenerationInput): Promise<void> {
+  if (!patched(WEBHOOKS_PATCH)) return;
+  await CancellationScope.nonCancellable(async () => {
+    try {
+      const notice = await createWebhookEvent({
+        userId: input.userId,
+        generationId: input.generationId,
+        webhookUrl: input.webhookUrl,
+      });
+      await Promise.all(
+        notice.deliveries.map(async ({ deliveryId, workflowId }) => {
+          try {
+            await startChild<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
+              workflowId,
+              args: [{ userId: input.userId, deliveryId, eventId: notice.eventId!, retry: notice.retry }],
+              parentClosePolicy: ParentClosePolicy.ABANDON,
+              workflowIdReusePolicy: 'REJECT_DUPLICATE',
+              typedSearchAttributes: [{ key: UserIdKey, value: input.userId }],
+            });
+          } catch (err) {
+            // Already started (a reset replayed this step): that delivery is under way or done.
+            if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+          }
+        }),
+      );
+    } catch (err) {
+      log.warn('webhooks could not be started', { generationId: input.generationId, err });
+    }
+  });
 }
 
 /** Lets running update handlers answer before the workflow closes, even when it was canceled. */

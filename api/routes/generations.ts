@@ -23,6 +23,7 @@ import {
   type GenerationRow,
 } from '../services/generation-view';
 import { submitGeneration, waitUntilDone } from '../services/submit-generation';
+import { assertWebhookUrl } from './webhooks';
 import { publicUrl } from '../../lib/config';
 
 const submitBody = z
@@ -114,6 +115,7 @@ const generations: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const caller = callerOf(req);
       const waitSeconds = parsePreferWait(req.headers.prefer);
+      if (req.body.webhookUrl) await assertWebhookUrl(app.config, req.body.webhookUrl, 'webhookUrl');
       const id = await submitGeneration(app, caller, req.body, req.idempotencyKey);
       if (waitSeconds) await waitUntilDone(app, id, waitSeconds);
       const generation = view(await getOwn(caller.id, id));

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { renderAnimation, renderImage } from './local/render';
+import { RenderPool } from './local/render-pool';
 import type { OutputSource, Provider, ProviderJob, ProviderStatus, SubmitRequest } from './provider';
 
 export interface LocalProviderOptions {
@@ -8,6 +8,9 @@ export interface LocalProviderOptions {
   failureRate: number;
   now?: () => number;
 }
+
+// Shared by every LocalProvider in the process: renders are CPU-bound, threads are the limit.
+const renders = new RenderPool();
 
 /** A number in [0, 1) fixed by the text: the same generation always gets the same fate. */
 function unitHash(text: string): number {
@@ -82,8 +85,8 @@ export class LocalProvider implements Provider {
     const req = { prompt: source.prompt, seed: source.seed, width: source.width, height: source.height };
     const media =
       source.media === 'animation'
-        ? renderAnimation({ ...req, durationSeconds: source.durationSeconds ?? 5 })
-        : renderImage(req);
+        ? await renders.renderAnimation({ ...req, durationSeconds: source.durationSeconds ?? 5 })
+        : await renders.renderImage(req);
     return { body: Readable.from([media.bytes]), contentType: media.contentType };
   }
 }

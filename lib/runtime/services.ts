@@ -6,6 +6,7 @@ import { LocalProvider } from '../providers/local-provider';
 import { ReplicateProvider } from '../providers/replicate';
 import type { Provider, ProviderName } from '../providers/provider';
 import { FsStorage } from '../storage/fs-storage';
+import { S3Storage, s3OptionsFromConfig } from '../storage/s3-storage';
 import type { Storage } from '../storage/storage';
 
 /** The shared pieces the API and the worker both build from configuration. */
@@ -27,9 +28,7 @@ export function createDb(
 }
 
 export function createStorage(config: Config): Storage {
-  if (config.STORAGE_DRIVER === 's3') {
-    throw new Error('STORAGE_DRIVER=s3 is not available yet; use fs');
-  }
+  if (config.STORAGE_DRIVER === 's3') return new S3Storage(s3OptionsFromConfig(config));
   return new FsStorage(path.join(config.dataDir, 'storage'));
 }
 

@@ -72,6 +72,9 @@ type Activities = Pick<
   | 'completeGeneration'
   | 'failGeneration'
   | 'cancelAtProvider'
+  | 'createWebhookEvent'
+  | 'deliverWebhook'
+  | 'finishWebhookDelivery'
 >;
 
 interface Scenario {
@@ -136,6 +139,25 @@ export const SCENARIOS = {
       await handle.result().catch(() => undefined);
     },
   },
+  // Since webhooks (the 'outgoing-webhooks' patch): the happy path, then the end recorded as a webhook
+  // event with one target, whose delivery workflow starts as an abandoned child. The four fixtures
+  // above were recorded before that patch: they prove generations already running keep replaying.
+  webhooks: {
+    input: { pollInitialMs: 100, webhookUrl: 'https://hooks.example.com/velro' },
+    activities: {
+      createWebhookEvent: async (p) => ({
+        eventId: 'event-1',
+        deliveries: [{ deliveryId: 'delivery-1', workflowId: `webhook-event-1-${p.generationId}` }],
+        retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
+      }),
+    },
+    async drive(handle) {
+      await handle.result();
+      // The delivery outlives the generation; let it finish before the worker stops.
+      const generationId = handle.workflowId.replace(/^generation-/, '');
+      await handle.client.getHandle(`webhook-event-1-${generationId}`).result();
+    },
+  },
   // Admission refused for want of credits: nothing else runs.
   'insufficient-credits': {
     input: {},
@@ -161,6 +183,13 @@ function stubActivities(overrides: Partial<Activities>, onPoll: () => void): Act
     completeGeneration: async () => undefined,
     failGeneration: async () => undefined,
     cancelAtProvider: async () => undefined,
+    createWebhookEvent: async () => ({
+      deliveries: [],
+      eventId: null,
+      retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
+    }),
+    deliverWebhook: async () => 'delivered',
+    finishWebhookDelivery: async () => undefined,
     ...overrides,
   };
   return {

@@ -31,6 +31,7 @@ type Activities = Pick<
   | 'completeGeneration'
   | 'failGeneration'
   | 'cancelAtProvider'
+  | 'createWebhookEvent'
 >;
 type ActivityName = keyof Activities;
 
@@ -79,6 +80,12 @@ class StubActivities {
       completeGeneration: async () => undefined,
       failGeneration: async () => undefined,
       cancelAtProvider: async () => undefined,
+      // No webhook targets: test/workflows/webhooks.test.ts covers the deliveries.
+      createWebhookEvent: async () => ({
+        deliveries: [],
+        eventId: null,
+        retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
+      }),
       ...overrides,
     };
     this.activities = {
@@ -89,6 +96,7 @@ class StubActivities {
       completeGeneration: this.record('completeGeneration', impl.completeGeneration),
       failGeneration: this.record('failGeneration', impl.failGeneration),
       cancelAtProvider: this.record('cancelAtProvider', impl.cancelAtProvider),
+      createWebhookEvent: this.record('createWebhookEvent', impl.createWebhookEvent),
     };
   }
 
@@ -286,6 +294,7 @@ describe('GenerationWorkflow with stub activities', () => {
       'checkProvider',
       'storeOutputs',
       'completeGeneration',
+      'createWebhookEvent',
     ]);
     const job = { ...input, requestId: `request-${input.generationId}` };
     expect(stubs.argsOf('admitGeneration')).toEqual([[input]]);
@@ -372,6 +381,7 @@ describe('GenerationWorkflow with stub activities', () => {
       'checkProvider',
       'cancelAtProvider',
       'failGeneration',
+      'createWebhookEvent',
     ]);
     expect(stubs.argsOf('cancelAtProvider')).toEqual([
       [{ ...input, requestId: `request-${input.generationId}` }],
@@ -412,6 +422,7 @@ describe('GenerationWorkflow with stub activities', () => {
       'storeOutputs',
       'cancelAtProvider',
       'failGeneration',
+      'createWebhookEvent',
     ]);
     expect(stubs.argsOf('failGeneration')).toEqual([
       [
@@ -451,6 +462,7 @@ describe('GenerationWorkflow with stub activities', () => {
       ...Array<ActivityName>(polls).fill('checkProvider'),
       'cancelAtProvider',
       'failGeneration',
+      'createWebhookEvent',
     ]);
     expect(stubs.argsOf('failGeneration')[0]?.[0]).toMatchObject({
       status: 'failed',
@@ -491,8 +503,10 @@ describe('GenerationWorkflow with stub activities', () => {
       'checkProvider',
       'cancelAtProvider',
       'failGeneration',
+      'createWebhookEvent',
     ]);
-    expect(stubs.finished.at(-1)).toBe('failGeneration');
+    // The refund finished, then the generation's end was recorded for its webhooks.
+    expect(stubs.finished.slice(-2)).toEqual(['failGeneration', 'createWebhookEvent']);
     expect(stubs.argsOf('cancelAtProvider')).toEqual([
       [{ ...input, requestId: `request-${input.generationId}` }],
     ]);
@@ -559,6 +573,7 @@ describe('GenerationWorkflow with stub activities', () => {
       'checkProvider',
       'storeOutputs',
       'completeGeneration',
+      'createWebhookEvent',
     ]);
   });
 
@@ -590,6 +605,7 @@ describe('GenerationWorkflow with stub activities', () => {
       'checkProvider',
       'storeOutputs',
       'completeGeneration',
+      'createWebhookEvent',
     ]);
   });
 });
