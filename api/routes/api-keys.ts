@@ -6,12 +6,12 @@ import { withUserTx } from '../../lib/db/pool';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
-  decodeCursor,
-  encodeCursor,
   errorResponses,
   idParams,
   paginationQuery,
   problemSchema,
+  afterCursor,
+  toPage,
 } from '../schemas/common';
 
 /** Active keys a user may hold at once. */
@@ -112,8 +112,7 @@ const apiKeys: FastifyPluginAsyncZod = async (app) => {
     },
     async (req) => {
       const { limit, cursor } = req.query;
-      const after = cursor ? decodeCursor(cursor) : undefined;
-      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const after = afterCursor(cursor);
       const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
         tx.query<KeyRow>(
           `SELECT id, name, prefix, created_at, last_used_at FROM api_keys
@@ -122,12 +121,7 @@ const apiKeys: FastifyPluginAsyncZod = async (app) => {
           [after?.createdAt ?? null, after?.id ?? null, limit + 1],
         ),
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        data: page.map(toView),
-        nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
-      };
+      return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), toView);
     },
   );
 

@@ -3,9 +3,8 @@ import { z } from 'zod';
 import { examples } from '../schemas/examples';
 import { withUserTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
-import { ApiError } from '../errors';
 import { callerOf } from '../plugins/auth';
-import { decodeCursor, encodeCursor, errorResponses, paginationQuery } from '../schemas/common';
+import { errorResponses, paginationQuery, afterCursor, toPage } from '../schemas/common';
 
 export const balanceSchema = z
   .object({
@@ -60,8 +59,7 @@ const credits: FastifyPluginAsyncZod = async (app) => {
     },
     async (req) => {
       const { limit, cursor } = req.query;
-      const after = cursor ? decodeCursor(cursor) : undefined;
-      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const after = afterCursor(cursor);
       const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
         tx.query<ledger.Transfer>(
           `SELECT id, kind, amount, generation_id AS "generationId", pending_id AS "pendingId", reason,
@@ -72,10 +70,11 @@ const credits: FastifyPluginAsyncZod = async (app) => {
           [after?.createdAt ?? null, after?.id ?? null, limit + 1],
         ),
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        data: page.map((t) => ({
+      return toPage(
+        rows,
+        limit,
+        (t) => ({ createdAt: t.createdAt, id: t.id }),
+        (t) => ({
           id: t.id,
           kind: t.kind,
           amount: t.amount,
@@ -84,9 +83,8 @@ const credits: FastifyPluginAsyncZod = async (app) => {
           reason: t.reason,
           expiresAt: t.expiresAt?.toISOString() ?? null,
           createdAt: t.createdAt.toISOString(),
-        })),
-        nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
-      };
+        }),
+      );
     },
   );
 };

@@ -8,12 +8,12 @@ import { generationWorkflowId } from '../../workflows/definitions';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
-  decodeCursor,
-  encodeCursor,
   errorResponses,
   idParams,
   paginationQuery,
   problemSchema,
+  afterCursor,
+  toPage,
 } from '../schemas/common';
 import {
   GENERATION_SELECT,
@@ -156,8 +156,7 @@ const generations: FastifyPluginAsyncZod = async (app) => {
     },
     async (req) => {
       const { limit, cursor, projectId, status, model } = req.query;
-      const after = cursor ? decodeCursor(cursor) : undefined;
-      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const after = afterCursor(cursor);
       const where: string[] = [];
       const params: unknown[] = [];
       const add = (sql: string, value: unknown) => {
@@ -177,12 +176,7 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
         tx.query<GenerationRow>(sql, params),
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        data: page.map(view),
-        nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
-      };
+      return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), view);
     },
   );
 

@@ -5,12 +5,12 @@ import { withUserTx } from '../../lib/db/pool';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
-  decodeCursor,
-  encodeCursor,
   errorResponses,
   idParams,
   paginationQuery,
   problemSchema,
+  afterCursor,
+  toPage,
 } from '../schemas/common';
 
 /** Projects a user may hold at once. */
@@ -94,8 +94,7 @@ const projects: FastifyPluginAsyncZod = async (app) => {
     },
     async (req) => {
       const { limit, cursor } = req.query;
-      const after = cursor ? decodeCursor(cursor) : undefined;
-      if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+      const after = afterCursor(cursor);
       const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
         tx.query<ProjectRow>(
           `SELECT ${COLUMNS} FROM projects
@@ -104,12 +103,7 @@ const projects: FastifyPluginAsyncZod = async (app) => {
           [after?.createdAt ?? null, after?.id ?? null, limit + 1],
         ),
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        data: page.map(toView),
-        nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
-      };
+      return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), toView);
     },
   );
 

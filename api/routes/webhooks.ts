@@ -14,12 +14,12 @@ import type { Config } from '../../lib/config';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
-  decodeCursor,
-  encodeCursor,
   errorResponses,
   idParams,
   paginationQuery,
   problemSchema,
+  afterCursor,
+  toPage,
 } from '../schemas/common';
 
 /**
@@ -226,8 +226,7 @@ const toDelivery = (d: DeliveryRow) => ({
 const deliveriesPage = z.object({ data: z.array(deliverySchema), nextCursor: z.string().nullable() });
 
 function cursorOf(cursor: string | undefined) {
-  const after = cursor ? decodeCursor(cursor) : undefined;
-  if (cursor && !after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+  const after = afterCursor(cursor);
   return after;
 }
 
@@ -255,12 +254,7 @@ async function listDeliveries(
       limit + 1,
     ],
   );
-  const page = rows.slice(0, limit);
-  const last = page[page.length - 1];
-  return {
-    data: page.map(toDelivery),
-    nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
-  };
+  return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), toDelivery);
 }
 
 const webhooks: FastifyPluginAsyncZod = async (app) => {
@@ -406,12 +400,7 @@ const webhooks: FastifyPluginAsyncZod = async (app) => {
           [after?.createdAt ?? null, after?.id ?? null, limit + 1],
         ),
       );
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return {
-        data: page.map(toEndpoint),
-        nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
-      };
+      return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), toEndpoint);
     },
   );
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ApiError } from '../errors';
 import { examples } from './examples';
 
 export const problemSchema = z
@@ -34,6 +35,27 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
   const createdAt = new Date(at ?? '');
   if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) return undefined;
   return { createdAt, id };
+}
+
+/** The keyset position after `cursor` (none for the first page); 400 for a cursor this API did not issue. */
+export function afterCursor(cursor: string | undefined): { createdAt: Date; id: string } | undefined {
+  if (!cursor) return undefined;
+  const after = decodeCursor(cursor);
+  if (!after) throw new ApiError(400, 'invalid_request', 'cursor: not a cursor from this API');
+  return after;
+}
+
+/** `{data, nextCursor}` from rows fetched newest first with `LIMIT limit + 1` (the extra row says more exist). */
+export function toPage<R, V>(
+  rows: R[],
+  limit: number,
+  position: (row: R) => { createdAt: Date; id: string },
+  view: (row: R) => V,
+): { data: V[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  const at = last && rows.length > limit ? position(last) : undefined;
+  return { data: page.map(view), nextCursor: at ? encodeCursor(at.createdAt, at.id) : null };
 }
 
 export const errorResponses = {
