@@ -49,12 +49,13 @@ const projects: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/v1/projects',
     {
+      config: { idempotent: 'exclusive' },
       schema: {
         tags: ['projects'],
         summary: 'Create a project',
         description: `Projects group generations (\`projectId\` in POST /v1/generations). At most ${MAX_PROJECTS} per user.`,
         body: projectBody,
-        response: { 201: projectSchema, 409: problemSchema, ...errorResponses },
+        response: { 201: projectSchema, 409: problemSchema, 422: problemSchema, ...errorResponses },
       },
     },
     async (req, reply) => {

@@ -132,3 +132,31 @@ describe('Prefer: wait=N', () => {
     expect((await h.app.inject({ url: '/v1/generations', headers: user.auth })).json().data).toEqual([]);
   });
 });
+
+describe('Idempotency-Key on POST /v1/projects', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(() => h?.stop());
+
+  it('creates one project for any number of retries, and refuses the key with another body', async () => {
+    const user = await createUser(h.db);
+    const key = randomUUID();
+    const create = (name: string) =>
+      h.app.inject({
+        method: 'POST',
+        url: '/v1/projects',
+        headers: { ...user.auth, 'idempotency-key': key },
+        payload: { name },
+      });
+    const first = await create('Spring');
+    expect(first.statusCode).toBe(201);
+    const again = await create('Spring');
+    expect(again.statusCode).toBe(201);
+    expect(again.json()).toEqual(first.json());
+    expect((await create('Autumn')).statusCode).toBe(422);
+    const list = (await h.app.inject({ url: '/v1/projects', headers: user.auth })).json();
+    expect(list.data).toHaveLength(1);
+  });
+});
