@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { activeProvider, publicUrl, type Config } from '../config';
+import { publicUrl, type Config } from '../config';
 import { createPool, type Db } from '../db/pool';
 import { FalProvider } from '../providers/fal';
 import { LocalProvider } from '../providers/local-provider';
@@ -72,5 +72,3 @@ export function createProviders(config: Config): Record<ProviderName, Provider |
       : undefined,
   };
 }
-
-export { activeProvider };
