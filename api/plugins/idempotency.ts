@@ -13,6 +13,13 @@ declare module 'fastify' {
      * 'exclusive': a concurrent duplicate is answered 409 until the first one finishes.
      */
     idempotent?: 'converge' | 'exclusive';
+    /**
+     * Top-level fields of the route's answer that carry a one-time secret (a new API key, a signing
+     * secret). They are never stored: the kept answer has them set to null, so a replay returns null
+     * there, with `idempotent-secret-redacted: true`. The client got the secret in the first answer;
+     * one that lost it must revoke or rotate. Needs `idempotent`.
+     */
+    idempotentSecretFields?: readonly string[];
   }
   interface FastifyRequest {
     /** Set when the request carries an Idempotency-Key on an idempotent route. */
@@ -21,6 +28,40 @@ declare module 'fastify' {
 }
 
 const HEADER = 'idempotency-key';
+
+/**
+ * `body` (a JSON answer) with its top-level `fields` set to null, and whether it held any of them.
+ * A body that is not JSON comes back as null: with secrets at stake, better nothing than the text.
+ */
+export function withoutSecrets(
+  body: string,
+  fields: readonly string[],
+): { body: string | null; redacted: boolean } {
+  if (fields.length === 0) return { body, redacted: false };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { body: null, redacted: false };
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    return { body, redacted: false };
+  const answer = parsed as Record<string, unknown>;
+  let redacted = false;
+  for (const field of fields) {
+    if (Object.hasOwn(answer, field)) {
+      answer[field] = null;
+      redacted = true;
+    }
+  }
+  return { body: redacted ? JSON.stringify(answer) : body, redacted };
+}
+
+function payloadText(payload: unknown): string {
+  if (typeof payload === 'string') return payload;
+  if (Buffer.isBuffer(payload)) return payload.toString('utf8');
+  return JSON.stringify(payload);
+}
 
 function requestHash(req: FastifyRequest): string {
   return createHash('sha256')
@@ -34,6 +75,18 @@ function requestHash(req: FastifyRequest): string {
 export default fp(
   async function idempotency(app: FastifyInstance) {
     app.decorateRequest('idempotencyKey', null);
+
+    // Mistakes in a route's declaration fail at startup, not with a stored answer in production.
+    app.addHook('onRoute', (route) => {
+      const where = `${String(route.method)} ${route.url}`;
+      if (route.config?.idempotentSecretFields?.length && !route.config.idempotent) {
+        throw new Error(`${where}: idempotentSecretFields needs idempotent`);
+      }
+      const methods = [route.method].flat();
+      if (route.config?.idempotent && methods.some((m) => m === 'GET' || m === 'HEAD')) {
+        throw new Error(`${where}: only a request that changes something can be idempotent`);
+      }
+    });
 
     app.addHook('preHandler', async (req, reply) => {
       const mode = req.routeOptions.config?.idempotent;
@@ -66,8 +119,12 @@ export default fp(
         );
         return rows[0];
       });
-      req.idempotencyKey = key;
-      if (!stored) return; // first use: run, and keep the response (onSend)
+      if (!stored) {
+        req.idempotencyKey = key; // first use: run, and keep the response (onSend)
+        return;
+      }
+      // From here on this request does not own the key: whatever it answers is not kept, so that a
+      // refusal cannot take the place of the answer of a first request still running.
       if (stored.request_hash !== hash) {
         throw new ApiError(
           422,
@@ -76,15 +133,20 @@ export default fp(
         );
       }
       if (stored.response_status !== null) {
-        req.idempotencyKey = null; // a replay is not stored again
+        const secretFields = req.routeOptions.config?.idempotentSecretFields ?? [];
+        // Kept without its secrets already; cleaned again so no replay can carry one.
+        const replay =
+          stored.response_body === null
+            ? { body: null, redacted: false }
+            : withoutSecrets(stored.response_body, secretFields);
+        if (replay.redacted) reply.header('idempotent-secret-redacted', 'true');
         return reply
           .status(stored.response_status)
           .header('idempotent-replayed', 'true')
           .type(stored.response_status >= 400 ? 'application/problem+json' : 'application/json')
-          .send(stored.response_body);
+          .send(replay.body ?? '');
       }
       if (mode === 'exclusive') {
-        req.idempotencyKey = null;
         throw new ApiError(
           409,
           'idempotency_in_progress',
@@ -94,12 +156,16 @@ export default fp(
           },
         );
       }
+      // 'converge': run again; whichever run answers first is kept.
+      req.idempotencyKey = key;
     });
 
     app.addHook('onSend', async (req, reply, payload) => {
       const key = req.idempotencyKey;
       if (!key || !req.caller) return payload;
       const status = reply.statusCode;
+      const secretFields = req.routeOptions.config?.idempotentSecretFields ?? [];
+      const kept = status >= 500 ? null : withoutSecrets(payloadText(payload), secretFields).body;
       await withUserTx(app.db, req.caller.id, (tx) =>
         status >= 500
           ? // A server failure is not an answer worth keeping: let the retry run again.
@@ -110,7 +176,7 @@ export default fp(
           : tx.query(
               `UPDATE idempotency_keys SET response_status = $3, response_body = $4, completed_at = now()
                WHERE user_id = $1 AND key = $2 AND completed_at IS NULL`,
-              [req.caller!.id, key, status, typeof payload === 'string' ? payload : JSON.stringify(payload)],
+              [req.caller!.id, key, status, kept],
             ),
       );
       return payload;

@@ -7,6 +7,7 @@ import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
   errorResponses,
+  idempotencyKeyHeaders,
   idParams,
   paginationQuery,
   problemSchema,
@@ -28,7 +29,15 @@ const apiKeySchema = z
   .meta({ id: 'ApiKey', examples: [examples.apiKey] });
 
 const createdKeySchema = apiKeySchema
-  .extend({ key: z.string().describe('The key itself: shown this once, only its hash is stored') })
+  .extend({
+    key: z
+      .string()
+      .nullable()
+      .describe(
+        'The key itself: shown this once, only its hash is stored. null when the answer is a replay ' +
+          '(`Idempotency-Key`, `idempotent-secret-redacted: true`)',
+      ),
+  })
   .meta({ id: 'CreatedApiKey', examples: [createdApiKeyExample] });
 
 const createBody = z
@@ -55,14 +64,22 @@ const apiKeys: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/v1/api-keys',
     {
+      config: { idempotent: 'exclusive', idempotentSecretFields: ['key'] },
       schema: {
         tags: ['account'],
         summary: 'Create an API key',
         description:
           'The answer carries the key itself, once: store it now. Keys do not expire; revoke them with DELETE. ' +
-          `At most ${MAX_ACTIVE_API_KEYS} active keys per user (409 \`too_many_api_keys\`).`,
+          `At most ${MAX_ACTIVE_API_KEYS} active keys per user (409 \`too_many_api_keys\`). ` +
+          'Send `Idempotency-Key` to make retries safe: the same key and body create one key and get the ' +
+          'first answer again (`idempotent-replayed: true`), but with `key` null ' +
+          '(`idempotent-secret-redacted: true`), since Velro never stores it: a client that lost the first ' +
+          'answer revokes that key (its `id` is in the replay) and creates another. The same key with another ' +
+          'body gets 422 `idempotency_mismatch`; a duplicate sent while the first still runs, 409 ' +
+          '`idempotency_in_progress`.',
+        headers: idempotencyKeyHeaders,
         body: createBody,
-        response: { 201: createdKeySchema, 409: problemSchema, ...errorResponses },
+        response: { 201: createdKeySchema, 409: problemSchema, 422: problemSchema, ...errorResponses },
       },
     },
     async (req, reply) => {

@@ -15,6 +15,7 @@ import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
   errorResponses,
+  idempotencyKeyHeaders,
   idParams,
   paginationQuery,
   problemSchema,
@@ -95,6 +96,34 @@ const endpointWithSecretSchema = endpointSchema.extend(secretFields).meta({
     },
   ],
 });
+
+const createdEndpointSchema = endpointSchema
+  .extend({
+    ...secretFields,
+    secret: z
+      .string()
+      .nullable()
+      .describe(
+        '`whsec_<base64>`: the Standard Webhooks HMAC-SHA256 signing secret, shown this once. null when the ' +
+          'answer is a replay (`Idempotency-Key`, `idempotent-secret-redacted: true`)',
+      ),
+  })
+  .meta({
+    id: 'CreatedWebhookEndpoint',
+    examples: [
+      {
+        id: ENDPOINT_ID,
+        url: 'https://hooks.example.com/velro',
+        events: ['generation.succeeded', 'generation.failed'],
+        status: 'enabled',
+        disabledReason: null,
+        createdAt: AT,
+        updatedAt: AT,
+        secret: SECRET_EXAMPLE,
+        previousSecretExpiresAt: null,
+      },
+    ],
+  });
 
 const accountSecretSchema = z
   .object({ ...secretFields, createdAt: z.string(), rotatedAt: z.string().nullable() })
@@ -328,6 +357,7 @@ const webhooks: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/v1/webhook-endpoints',
     {
+      config: { idempotent: 'exclusive', idempotentSecretFields: ['secret'] },
       schema: {
         tags: ['webhooks'],
         summary: 'Register a webhook endpoint',
@@ -336,9 +366,16 @@ const webhooks: FastifyPluginAsyncZod = async (app) => {
           "the endpoint's own secret (Standard Webhooks), which this answer carries once. " +
           'The URL must be https on a public address (400 `invalid_webhook_url`). Failed deliveries are ' +
           'retried with exponential backoff for about a day; an endpoint answering 410 Gone is disabled. ' +
-          `At most ${MAX_WEBHOOK_ENDPOINTS} endpoints per account (409 \`too_many_webhook_endpoints\`).`,
+          `At most ${MAX_WEBHOOK_ENDPOINTS} endpoints per account (409 \`too_many_webhook_endpoints\`). ` +
+          'Send `Idempotency-Key` to make retries safe: the same key and body register one endpoint and get ' +
+          'the first answer again (`idempotent-replayed: true`), but with `secret` null ' +
+          '(`idempotent-secret-redacted: true`), since the idempotency record never keeps it: a client that ' +
+          'lost the first answer rotates the secret (POST /v1/webhook-endpoints/{id}/rotate-secret). The ' +
+          'same key with another body gets 422 `idempotency_mismatch`; a duplicate sent while the first ' +
+          'still runs, 409 `idempotency_in_progress`.',
+        headers: idempotencyKeyHeaders,
         body: createBody,
-        response: { 201: endpointWithSecretSchema, 409: problemSchema, ...errorResponses },
+        response: { 201: createdEndpointSchema, 409: problemSchema, 422: problemSchema, ...errorResponses },
       },
     },
     async (req, reply) => {

@@ -58,6 +58,22 @@ export function toPage<R, V>(
   return { data: page.map(view), nextCursor: at ? encodeCursor(at.createdAt, at.id) : null };
 }
 
+/**
+ * `Idempotency-Key` as the routes creating a one-time secret document it (the idempotency plugin
+ * checks it again, and does the work).
+ */
+export const idempotencyKeyHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(255)
+    .optional()
+    .describe(
+      'Makes retries safe (Stripe semantics), kept at least 24 h: the same key and body get the first answer again, ' +
+        'with `idempotent-replayed: true` and its one-time secret withheld (null, `idempotent-secret-redacted: true`)',
+    ),
+});
+
 export const errorResponses = {
   400: problemSchema,
   401: problemSchema,
