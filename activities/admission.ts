@@ -12,33 +12,23 @@ const RESERVATION_GRACE_MS = 60 * 60 * 1000;
 export function admissionActivities({ db }: ActivityDeps) {
   return {
     /**
-     * Creates the generation row and reserves its credits in one transaction: either both happen
-     * or neither does, so a generation refused for want of credits leaves no row behind.
+     * Reserves the generation's credits, then creates its row. The reservation goes first, as a
+     * statement of its own: on a busy account it is batched with the account's other admissions and
+     * holds the account's row lock only for its own commit (db/migrations/007_ledger_hot_path.sql).
+     * A refusal (402) leaves nothing behind; a row never exists without its reservation. If the row
+     * cannot be written after the reservation was, a retry replays the reservation (same id); if the
+     * workflow gives up instead, the reconciler releases the orphaned reservation once the workflow
+     * is closed.
      */
     async admitGeneration(input: GenerationInput): Promise<{ reservationId: string }> {
       const reservationId = transferId(input.generationId, 'reserve');
       try {
-        await withUserTx(db, input.userId, async (tx) => {
-          await tx.query(
-            `INSERT INTO generations (id, user_id, project_id, model, input, credits, provider, webhook_url)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-            [
-              input.generationId,
-              input.userId,
-              input.projectId,
-              input.model,
-              input.input,
-              input.credits,
-              input.provider,
-              input.webhookUrl,
-            ],
-          );
-          await ledger.reserve(tx, {
-            id: reservationId,
-            amount: input.credits,
-            generationId: input.generationId,
-            deadline: new Date(Date.now() + input.deadlineSeconds * 1000 + RESERVATION_GRACE_MS),
-          });
+        await ledger.reserve(db, {
+          userId: input.userId,
+          id: reservationId,
+          amount: input.credits,
+          generationId: input.generationId,
+          deadline: new Date(Date.now() + input.deadlineSeconds * 1000 + RESERVATION_GRACE_MS),
         });
       } catch (err) {
         if (err instanceof LedgerError && err.code === 'insufficient_credits') {
@@ -46,6 +36,22 @@ export function admissionActivities({ db }: ActivityDeps) {
         }
         throw err;
       }
+      await withUserTx(db, input.userId, (tx) =>
+        tx.query(
+          `INSERT INTO generations (id, user_id, project_id, model, input, credits, provider, webhook_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+          [
+            input.generationId,
+            input.userId,
+            input.projectId,
+            input.model,
+            input.input,
+            input.credits,
+            input.provider,
+            input.webhookUrl,
+          ],
+        ),
+      );
       return { reservationId };
     },
   };

@@ -22,7 +22,8 @@ export function reconciliationActivities(deps: ActivityDeps) {
   return {
     /**
      * The ledger's safety net, run every minute by a Temporal Schedule: expires lapsed grants,
-     * releases reservations past their deadline whose workflow is closed or gone, and reports
+     * folds commit stripes into their accounts, releases reservations past their deadline (or
+     * orphaned by a failed admission) whose workflow is closed or gone, and reports
      * generations that ended without exactly one commit or release.
      */
     async reconcileLedger(): Promise<ReconcileReport> {
@@ -31,6 +32,9 @@ export function reconciliationActivities(deps: ActivityDeps) {
         return rows[0]!.n;
       });
 
+      // Commits are counted in stripe rows off the account row (db/migrations/007): fold them in.
+      await withSystemTx(deps.db, (tx) => tx.query('SELECT ledger_fold_commits()'));
+
       // Housekeeping: idempotency keys are promised for 24 hours; keep them 48.
       await withSystemTx(deps.db, (tx) =>
         tx.query(`DELETE FROM idempotency_keys WHERE created_at < now() - interval '48 hours'`),
@@ -38,10 +42,20 @@ export function reconciliationActivities(deps: ActivityDeps) {
 
       const overdue = await withSystemTx(deps.db, (tx) =>
         tx.query<OverdueReserve>(
-          `SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r
-           WHERE r.kind = 'reserve' AND r.expires_at < now()
-             AND NOT EXISTS (SELECT 1 FROM credit_transfers c WHERE c.pending_id = r.id)
-           ORDER BY r.expires_at LIMIT 500`,
+          // Past its deadline; or orphaned: admission reserved, then never wrote the generation's row
+          // (its workflow gave up), so nothing else will settle it. Both halves range-scan the
+          // reserve-deadline index: the second only reservations still within their deadline.
+          `(SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r
+            WHERE r.kind = 'reserve' AND r.expires_at < now()
+              AND NOT EXISTS (SELECT 1 FROM credit_transfers c WHERE c.pending_id = r.id)
+            ORDER BY r.expires_at LIMIT 500)
+           UNION ALL
+           (SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r
+            WHERE r.kind = 'reserve' AND r.expires_at >= now() AND r.created_at < now() - interval '1 minute'
+              AND r.generation_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = r.generation_id)
+              AND NOT EXISTS (SELECT 1 FROM credit_transfers c WHERE c.pending_id = r.id)
+            LIMIT 500)`,
         ),
       );
       let releasedReservations = 0;

@@ -39,7 +39,8 @@ export interface LedgerReport {
  * at a single instant, where every invariant must hold.
  */
 const CHECKS: Record<string, string> = {
-  // Counters = sums of transfers; available >= 0; the lots hold exactly what is available.
+  // Counters (credit_balances: the account row plus its commit stripes) = sums of transfers;
+  // available >= 0; the lots hold exactly the account's expiring credit.
   accounts: `
     WITH t AS (
       SELECT account_id,
@@ -56,15 +57,15 @@ const CHECKS: Record<string, string> = {
     ), lots AS (
       SELECT account_id, sum(remaining) AS remaining FROM credit_lots GROUP BY account_id
     ), s AS (
-      SELECT a.id, a.credits_posted, a.debits_posted, a.debits_pending,
-             a.credits_posted - a.debits_posted - a.debits_pending AS available,
+      SELECT a.account_id AS id, a.credits_posted, a.debits_posted, a.debits_pending, a.available,
+             a.expiring_credit,
              coalesce(t.granted, 0) AS granted, coalesce(t.posted, 0) AS posted,
              coalesce(t.reserved, 0) - coalesce(resolved.amount, 0) AS pending,
              coalesce(lots.remaining, 0) AS lots
-      FROM credit_accounts a
-      LEFT JOIN t ON t.account_id = a.id
-      LEFT JOIN resolved ON resolved.account_id = a.id
-      LEFT JOIN lots ON lots.account_id = a.id
+      FROM credit_balances a
+      LEFT JOIN t ON t.account_id = a.account_id
+      LEFT JOIN resolved ON resolved.account_id = a.account_id
+      LEFT JOIN lots ON lots.account_id = a.account_id
     )
     SELECT 'credits_posted_mismatch' AS kind, id AS account_id, NULL::uuid AS generation_id,
            format('credits_posted %s, but its grants sum to %s', credits_posted, granted) AS detail
@@ -81,11 +82,12 @@ const CHECKS: Record<string, string> = {
     SELECT 'negative_available', id, NULL, format('available is %s', available)
     FROM s WHERE available < 0
     UNION ALL
-    SELECT 'lots_mismatch', id, NULL, format('available %s, but its lots hold %s', available, lots)
-    FROM s WHERE available <> lots`,
+    SELECT 'lots_mismatch', id, NULL, format('expiring credit %s, but its lots hold %s', expiring_credit, lots)
+    FROM s WHERE expiring_credit <> lots`,
 
-  // Every grant has its lot, and each lot holds its grant minus what unreleased reservations drew
-  // from it minus what expired from it (a release of credit whose grant has lapsed expires it).
+  // Every expiring grant has its lot (and no other grant has one), and each lot holds its grant minus
+  // what unreleased reservations drew from it minus what expired from it (a release of credit whose
+  // grant has lapsed expires it).
   lots: `
     WITH held AS (
       SELECT al.grant_id, sum(al.amount) AS amount
@@ -96,10 +98,12 @@ const CHECKS: Record<string, string> = {
       SELECT grant_id, sum(amount) AS amount FROM credit_transfers WHERE kind = 'expire' GROUP BY grant_id
     )
     SELECT 'lot_missing' AS kind, g.account_id, NULL::uuid AS generation_id,
-           format('grant %s has no lot, or a lot of another account or expiry', g.id) AS detail
+           format('grant %s (expires %s) has no lot, a lot it should not have, or a lot of another account or expiry',
+                  g.id, coalesce(g.expires_at::text, 'never')) AS detail
     FROM credit_transfers g LEFT JOIN credit_lots l ON l.grant_id = g.id
     WHERE g.kind = 'grant'
-      AND (l.grant_id IS NULL OR l.account_id <> g.account_id OR l.expires_at IS DISTINCT FROM g.expires_at)
+      AND CASE WHEN g.expires_at IS NULL THEN l.grant_id IS NOT NULL
+               ELSE l.grant_id IS NULL OR l.account_id <> g.account_id OR l.expires_at <> g.expires_at END
     UNION ALL
     SELECT 'lot_remaining_mismatch', l.account_id, NULL,
            format('lot %s: remaining %s, expected %s (granted %s - held by reservations %s - expired %s)',
@@ -124,7 +128,8 @@ const CHECKS: Record<string, string> = {
     FROM credit_transfers r LEFT JOIN credit_allocations al ON al.reserve_id = r.id
     WHERE r.kind = 'reserve'
     GROUP BY r.id
-    HAVING r.amount <> coalesce(sum(al.amount), 0)`,
+    -- The part not drawn from lots came from credit that never expires.
+    HAVING coalesce(sum(al.amount), 0) > r.amount`,
 
   // Links between transfers: a resolution matches its reserve, an expiry its grant, a transfer its
   // account; and no reserve resolves twice.
@@ -140,9 +145,10 @@ const CHECKS: Record<string, string> = {
        OR (x.kind = 'expire' AND (p.kind IS DISTINCT FROM 'grant' OR p.account_id <> x.account_id))
     UNION ALL
     SELECT 'transfer_link_mismatch', t.account_id, t.generation_id,
-           format('%s %s belongs to user %s but sits on the account of user %s', t.kind, t.id, t.user_id, a.user_id)
-    FROM credit_transfers t JOIN credit_accounts a ON a.id = t.account_id
-    WHERE t.user_id <> a.user_id
+           format('%s %s belongs to user %s but sits on %s', t.kind, t.id, t.user_id,
+                  coalesce('the account of user ' || a.user_id, 'no account'))
+    FROM credit_transfers t LEFT JOIN credit_accounts a ON a.id = t.account_id
+    WHERE a.user_id IS DISTINCT FROM t.user_id
     UNION ALL
     SELECT 'reserve_resolved_twice', min(r.account_id::text)::uuid, min(r.generation_id::text)::uuid,
            format('reserve %s resolved %s times: %s', x.pending_id, count(*), string_agg(x.kind || ' ' || x.id, ', '))

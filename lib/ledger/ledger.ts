@@ -1,5 +1,7 @@
-import type { Tx } from '../db/pool';
-import { asLedgerError } from './errors';
+import pg from 'pg';
+import type { Db, Tx } from '../db/pool';
+import { asLedgerError, LedgerError } from './errors';
+import { UserBatcher } from './batcher';
 
 export interface Transfer {
   id: string;
@@ -24,40 +26,104 @@ export interface Balance {
 const TRANSFER_COLUMNS = `id, kind, amount, user_id AS "userId", pending_id AS "pendingId",
   generation_id AS "generationId", expires_at AS "expiresAt", reason, created_at AS "createdAt"`;
 
-async function call(tx: Tx, sql: string, params: unknown[]): Promise<Transfer> {
+/** A transaction already scoped to the user (withUserTx), or the pool for a call that is its own transaction. */
+type Runner = Tx | Db;
+
+/** The largest amount the ledger takes (and the SQL functions check again). */
+const MAX_AMOUNT = 1_000_000_000_000;
+
+async function call(q: Runner, sql: string, params: unknown[]): Promise<Transfer> {
   try {
-    const { rows } = await tx.query<Transfer>(`SELECT ${TRANSFER_COLUMNS} FROM ${sql}`, params);
+    // Named: each connection parses and plans the call once, not on every call.
+    const { rows } = await q.query<Transfer>({
+      name: sql.slice(0, sql.indexOf('(')),
+      text: `SELECT ${TRANSFER_COLUMNS} FROM ${sql}`,
+      values: params,
+    });
     return rows[0]!;
   } catch (err) {
     throw asLedgerError(err);
   }
 }
 
+function checkAmount(amount: number): void {
+  // Postgres would refuse 1.5 or 2^63 with a type error; say what is wrong instead.
+  if (!Number.isSafeInteger(amount) || amount < 1 || amount > MAX_AMOUNT) {
+    throw new LedgerError(
+      'invalid_amount',
+      `amount must be a whole number from 1 to ${MAX_AMOUNT}, got ${amount}`,
+    );
+  }
+}
+
 /*
- * Each operation runs inside the caller's transaction (a user transaction for reserve, commit and
- * release; a system transaction for grants), so it commits atomically with the caller's other
- * writes, e.g. a generation's status.
+ * reserve, commit and release run either inside the caller's transaction (pass the Tx of a
+ * withUserTx, so they commit atomically with the caller's other writes, e.g. a generation's
+ * status), or as a transaction of their own in a single statement (pass the pool and `userId`):
+ * then no client round trip happens while the account's row lock is held, which is what keeps a
+ * busy account fast (see db/migrations/007_ledger_hot_path.sql). Reserves made that way are also
+ * batched per user when they arrive together (batcher.ts): on a busy account they share one row
+ * lock and one commit to disk. (Commits need no batching: they touch no account row.)
  */
 
-export function reserve(
-  tx: Tx,
-  p: { id: string; amount: number; generationId: string | null; deadline: Date },
+interface ReserveItem {
+  userId: string;
+  id: string;
+  amount: number;
+  generationId: string | null;
+  deadline: Date;
+}
+
+/** Per pool: concurrent one-statement reserves for the same user go together. */
+const reserveBatchers = new WeakMap<Db, UserBatcher<ReserveItem>>();
+function reserveBatcherOf(db: Db): UserBatcher<ReserveItem> {
+  let batcher = reserveBatchers.get(db);
+  if (!batcher) {
+    batcher = new UserBatcher<ReserveItem>(db, 'ledger_reserve_batch', (items) => [
+      items.map((i) => i.id),
+      items.map((i) => i.amount),
+      items.map((i) => i.generationId),
+      items.map((i) => i.deadline),
+    ]);
+    reserveBatchers.set(db, batcher);
+  }
+  return batcher;
+}
+
+interface ActingUser {
+  /** Required with the pool; with a user transaction, must be its user if given. */
+  userId?: string;
+}
+
+export async function reserve(
+  q: Runner,
+  p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date },
 ) {
-  return call(tx, 'ledger_reserve($1, $2, $3, $4)', [p.id, p.amount, p.generationId, p.deadline]);
+  checkAmount(p.amount);
+  if (q instanceof pg.Pool && p.userId) return reserveBatcherOf(q).run({ ...p, userId: p.userId });
+  return call(q, 'ledger_reserve($1, $2, $3, $4, $5)', [
+    p.id,
+    p.amount,
+    p.generationId,
+    p.deadline,
+    p.userId ?? null,
+  ]);
 }
 
-export function commit(tx: Tx, p: { id: string; pendingId: string }) {
-  return call(tx, 'ledger_commit($1, $2)', [p.id, p.pendingId]);
+export function commit(q: Runner, p: ActingUser & { id: string; pendingId: string }) {
+  return call(q, 'ledger_commit($1, $2, $3)', [p.id, p.pendingId, p.userId ?? null]);
 }
 
-export function release(tx: Tx, p: { id: string; pendingId: string; reason?: string }) {
-  return call(tx, 'ledger_release($1, $2, $3)', [p.id, p.pendingId, p.reason ?? null]);
+export function release(q: Runner, p: ActingUser & { id: string; pendingId: string; reason?: string }) {
+  return call(q, 'ledger_release($1, $2, $3, $4)', [p.id, p.pendingId, p.reason ?? null, p.userId ?? null]);
 }
 
-export function grant(
+/** A grant, in a system transaction (admin grants, sign-up credit). */
+export async function grant(
   tx: Tx,
   p: { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null },
 ) {
+  checkAmount(p.amount);
   return call(tx, 'ledger_grant($1, $2, $3, $4, $5)', [
     p.id,
     p.userId,
@@ -75,9 +141,9 @@ export async function balance(tx: Tx, userId: string): Promise<Balance> {
             a.debits_posted - coalesce(x.expired, 0) AS spent,
             a.credits_posted AS granted,
             coalesce(x.expired, 0) AS expired
-     FROM credit_accounts a
+     FROM credit_balances a
      LEFT JOIN LATERAL (SELECT sum(amount)::bigint AS expired FROM credit_transfers
-                        WHERE account_id = a.id AND kind = 'expire') x ON true
+                        WHERE user_id = a.user_id AND kind = 'expire') x ON true
      WHERE a.user_id = $1`,
     [userId],
   );

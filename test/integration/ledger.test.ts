@@ -196,29 +196,29 @@ describe('refusals', () => {
     expect(await balance(u.userId)).toMatchObject({ available: 1e12 + 100 });
   });
 
-  it('refuse a fractional amount instead of rounding it (the refusal comes from Postgres, not as a LedgerError)', async () => {
+  it('refuse fractional, non-finite and beyond-bigint amounts with invalid_amount, before Postgres sees them', async () => {
     const u = await newUser(100);
     cleanAccounts.push(u.accountId);
-    // node-postgres sends parameters as text; Postgres parses "1.5" as bigint input and refuses it
-    // (22P02). Only an explicit SQL cast would round: numeric -> bigint rounds half away from zero.
-    for (const amount of [1.5, 0.5, 99.9]) {
-      const g = await failure(grant(u.userId, amount));
-      expect(g).not.toBeInstanceOf(LedgerError);
-      expect(g.code).toBe('22P02');
-      expect(g.message).toContain('invalid input syntax for type bigint');
-      expect((await failure(reserve(u.userId, amount))).code).toBe('22P02');
-    }
-    // Beyond bigint, and what JS prints in exponent form, are refused the same raw way.
-    expect((await failure(grant(u.userId, 2 ** 63))).code).toBe('22003');
-    expect((await failure(grant(u.userId, 1e21))).code).toBe('22P02');
-    expect((await failure(grant(u.userId, NaN))).code).toBe('22P02');
+    // Without the check, node-postgres would send "1.5" as text and Postgres answer a raw 22P02
+    // (2^63: 22003), not a refusal a client can act on. Nothing may round, either:
     const { rows } = await owner.query<{ rounded: number }>('SELECT 1.5::numeric::bigint AS rounded');
     expect(rows[0]!.rounded).toBe(2);
-    // A numeric argument does not even resolve to the function: there is no implicit numeric -> bigint.
+    for (const amount of [1.5, 0.5, 99.9, 2 ** 63, 1e21, NaN, Infinity, 2 ** 53]) {
+      const g = await failure(grant(u.userId, amount));
+      expect(g, String(amount)).toBeInstanceOf(LedgerError);
+      expect((g as LedgerError).code).toBe('invalid_amount');
+      expect(await ledgerCode(reserve(u.userId, amount))).toBe('invalid_amount');
+    }
+    // The SQL functions refuse them too: a numeric argument does not even resolve to the function
+    // (no implicit numeric -> bigint), and a bigint beyond the bound is refused with VL400.
     const literal = await failure(
       owner.query(`SELECT ledger_grant(gen_random_uuid(), $1::uuid, 1.5, 'x')`, [u.userId]),
     );
     expect(literal.code).toBe('42883');
+    const huge = await failure(
+      owner.query(`SELECT ledger_grant(gen_random_uuid(), $1::uuid, 1000000000001, 'x')`, [u.userId]),
+    );
+    expect(huge.code).toBe('VL400');
     expect(await balance(u.userId)).toMatchObject({ available: 100, granted: 100 });
     expect(await transfers(u.accountId)).toHaveLength(1);
   });
@@ -340,11 +340,12 @@ describe('grant expiry', () => {
     await commit(u.userId, r1.id);
     const r2 = await reserve(u.userId, 50);
     expect(await allocations(r2.id)).toEqual({ [expiring.id]: 50 });
-    // Spans both lots: the rest of the expiring one, then the lasting one.
+    // Spans both: the rest of the expiring lot, then credit that never expires (which has no lot).
     const r3 = await reserve(u.userId, 40);
-    expect(await allocations(r3.id)).toEqual({ [expiring.id]: 20, [lasting.id]: 20 });
+    expect(await allocations(r3.id)).toEqual({ [expiring.id]: 20 });
     await release(u.userId, r3.id);
-    expect(await lots(u.accountId)).toEqual({ [expiring.id]: 20, [lasting.id]: 100 });
+    expect(await lots(u.accountId)).toEqual({ [expiring.id]: 20 });
+    expect(lasting.expiresAt).toBeNull();
 
     await sleep(expiresAt.getTime() - Date.now() + 200);
     const swept = await withSystemTx(
@@ -371,7 +372,7 @@ describe('grant expiry', () => {
       granted: 200,
       expired: 70,
     });
-    expect(await lots(u.accountId)).toEqual({ [expiring.id]: 0, [lasting.id]: 100 });
+    expect(await lots(u.accountId)).toEqual({ [expiring.id]: 0 });
     const after = (await transfers(u.accountId)).filter((t) => t.kind === 'expire');
     expect(after.map((t) => t.amount).sort()).toEqual([20, 50]);
 
@@ -379,7 +380,7 @@ describe('grant expiry', () => {
     await withSystemTx(db, (tx) => tx.query('SELECT ledger_expire_grants()'));
     expect((await transfers(u.accountId)).filter((t) => t.kind === 'expire')).toHaveLength(2);
     const all = await reserve(u.userId, 100);
-    expect(await allocations(all.id)).toEqual({ [lasting.id]: 100 });
+    expect(await allocations(all.id)).toEqual({}); // credit that never expires: no lot to draw from
     expect(await ledgerCode(reserve(u.userId, 1))).toBe('insufficient_credits');
     await commit(u.userId, all.id);
     expect(await problemsOf(u.accountId)).toEqual([]);
@@ -444,6 +445,170 @@ describe('a release racing the expiry of the grant it drew from', () => {
 
 // --- the checker --------------------------------------------------------------------------------
 
+describe('the hot path (db/migrations/007_ledger_hot_path.sql)', () => {
+  const deadline = () => new Date(Date.now() + DAY_MS);
+  /** Holds the account's row lock from another connection until `unlock` is called. */
+  async function lockAccount(accountId: string) {
+    const holder = new pg.Client({ connectionString: testStack().databaseUrl });
+    await holder.connect();
+    await holder.query('BEGIN');
+    // The lock a reserve's or a release's UPDATE takes (FOR UPDATE would also block foreign-key checks).
+    await holder.query('SELECT 1 FROM credit_accounts WHERE id = $1 FOR NO KEY UPDATE', [accountId]);
+    return async () => {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    };
+  }
+
+  it('commits without waiting for the account row, which a reserve must wait for', async () => {
+    const u = await newUser(100);
+    cleanAccounts.push(u.accountId);
+    const r = await ledger.reserve(db, {
+      userId: u.userId,
+      id: randomUUID(),
+      amount: 10,
+      generationId: null,
+      deadline: deadline(),
+    });
+    const unlock = await lockAccount(u.accountId);
+    let reserved = false;
+    const waiting = ledger
+      .reserve(db, {
+        userId: u.userId,
+        id: randomUUID(),
+        amount: 10,
+        generationId: null,
+        deadline: deadline(),
+      })
+      .then(() => (reserved = true));
+    try {
+      // The commit completes while the lock is held (it would time out otherwise)...
+      const c = await ledger.commit(db, { userId: u.userId, id: randomUUID(), pendingId: r.id });
+      expect(c).toMatchObject({ kind: 'commit', amount: 10, pendingId: r.id });
+      // ...while the reserve is still queued behind the lock.
+      expect(reserved).toBe(false);
+    } finally {
+      await unlock();
+    }
+    await waiting;
+    expect(await balance(u.userId)).toMatchObject({ available: 80, reserved: 10, spent: 10 });
+  });
+
+  it('counts commits in stripes that the fold moves into the account row, changing no balance', async () => {
+    const u = await newUser(100);
+    cleanAccounts.push(u.accountId);
+    for (let i = 0; i < 5; i++) {
+      const r = await reserve(u.userId, 7);
+      await commit(u.userId, r.id);
+    }
+    await reserve(u.userId, 4);
+    const before = await balance(u.userId);
+    expect(before).toMatchObject({ available: 61, reserved: 4, spent: 35 });
+    const row = async () =>
+      (
+        await owner.query<{ debits_posted: number; debits_pending: number; striped: number }>(
+          `SELECT a.debits_posted::int, a.debits_pending::int,
+                  (SELECT coalesce(sum(amount), 0)::int FROM credit_commit_stripes s WHERE s.account_id = a.id) AS striped
+           FROM credit_accounts a WHERE a.id = $1`,
+          [u.accountId],
+        )
+      ).rows[0]!;
+    // Until folded, the committed 35 still sit in the row's debits_pending and in the stripes.
+    expect(await row()).toEqual({ debits_posted: 0, debits_pending: 39, striped: 35 });
+    const folded = await withSystemTx(
+      db,
+      async (tx) => (await tx.query<{ n: number }>('SELECT ledger_fold_commits() AS n')).rows[0]!.n,
+    );
+    expect(folded).toBeGreaterThanOrEqual(1);
+    expect(await row()).toEqual({ debits_posted: 35, debits_pending: 4, striped: 0 });
+    expect(await balance(u.userId)).toEqual(before);
+    expect(await problemsOf(u.accountId)).toEqual([]);
+  });
+
+  it("acts for the given user in one statement, and refuses a user other than the transaction's", async () => {
+    const a = await newUser(100);
+    const b = await newUser(100);
+    cleanAccounts.push(a.accountId, b.accountId);
+    const p = { id: randomUUID(), amount: 5, generationId: null, deadline: deadline() };
+    expect(await ledger.reserve(db, { ...p, userId: a.userId })).toMatchObject({
+      userId: a.userId,
+      amount: 5,
+    });
+    // Inside B's transaction, acting for A is a bug in the caller, not a ledger refusal.
+    const wrong = await failure(
+      withUserTx(db, b.userId, (tx) => ledger.reserve(tx, { ...p, id: randomUUID(), userId: a.userId })),
+    );
+    expect(wrong).not.toBeInstanceOf(LedgerError);
+    expect(wrong.code).toBe('42501');
+    // Neither a user nor a scoped transaction: refused the same way.
+    expect((await failure(ledger.reserve(db, { ...p, id: randomUUID() }))).code).toBe('42501');
+    // A cannot commit B's reservation by naming it.
+    const rb = await ledger.reserve(db, { ...p, id: randomUUID(), userId: b.userId });
+    expect(
+      await ledgerCode(ledger.commit(db, { userId: a.userId, id: randomUUID(), pendingId: rb.id })),
+    ).toBe('not_found');
+    expect(await balance(a.userId)).toMatchObject({ available: 95, reserved: 5 });
+    expect(await balance(b.userId)).toMatchObject({ available: 95, reserved: 5 });
+  });
+
+  it('batches reserves that arrive together for one user, each still succeeding or failing on its own', async () => {
+    const u = await newUser(100);
+    cleanAccounts.push(u.accountId);
+    const pool = testDb(testConfig());
+    const statements: string[] = [];
+    const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    (pool as unknown as { query: typeof query }).query = (...args: unknown[]) => {
+      const q = args[0] as { name?: string } | string;
+      statements.push(typeof q === 'string' ? q : (q.name ?? 'unnamed'));
+      return query(...args);
+    };
+    try {
+      const ids = Array.from({ length: 12 }, () => randomUUID());
+      const at = (id: string, amount = 10) =>
+        ledger.reserve(pool, { userId: u.userId, id, amount, generationId: null, deadline: deadline() });
+      const settled = await Promise.allSettled([
+        ...ids.map((id) => at(id)),
+        at(ids[0]!), // replays of the first
+        at(ids[0]!),
+        at(ids[1]!, 11), // the second id with another amount
+      ]);
+      const outcome = settled.map((r) =>
+        r.status === 'fulfilled' ? r.value.id : `${(r.reason as LedgerError).code}`,
+      );
+      // In order: ten reserves fit in 100 credits, two do not; the replays return the first; the
+      // reused id conflicts. None of the refusals moved anything.
+      expect(outcome).toEqual([
+        ...ids.slice(0, 10),
+        'insufficient_credits',
+        'insufficient_credits',
+        ids[0],
+        ids[0],
+        'transfer_conflict',
+      ]);
+      expect(await balance(u.userId)).toMatchObject({ available: 0, reserved: 100 });
+      expect((await transfers(u.accountId)).filter((t) => t.kind === 'reserve')).toHaveLength(10);
+      // The first went alone; the 14 that arrived while it was in flight went as one statement.
+      expect(statements).toEqual(['ledger_reserve_batch', 'ledger_reserve_batch']);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('answers transfer_conflict, not a raw unique violation, when two accounts race for one transfer id', async () => {
+    const a = await newUser(100);
+    const b = await newUser(100);
+    cleanAccounts.push(a.accountId, b.accountId);
+    for (let i = 0; i < 10; i++) {
+      const id = randomUUID();
+      const results = await Promise.allSettled([reserve(a.userId, 1, id), reserve(b.userId, 1, id)]);
+      const codes = results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as LedgerError).code));
+      expect(codes.sort()).toEqual(['ok', 'transfer_conflict']);
+    }
+    const [ba, bb] = [await balance(a.userId), await balance(b.userId)];
+    expect(ba.reserved + bb.reserved).toBe(10);
+  });
+});
+
 describe('checkLedger', () => {
   it('is clean for every account the tests above exercised', async () => {
     expect(cleanAccounts.length).toBeGreaterThan(5);
@@ -456,9 +621,10 @@ describe('checkLedger', () => {
     const c = await commit(u.userId, r.id);
     expect(await problemsOf(u.accountId)).toEqual([]);
 
-    await owner.query('UPDATE credit_accounts SET credits_posted = credits_posted + 7 WHERE id = $1', [
-      u.accountId,
-    ]);
+    await owner.query(
+      'UPDATE credit_accounts SET credits_posted = credits_posted + 7, expiring_credit = expiring_credit + 7 WHERE id = $1',
+      [u.accountId],
+    );
     // Rewriting history needs the trigger out of the way: only the owner can do that.
     await owner.query('BEGIN');
     await owner.query('SET LOCAL session_replication_role = replica');
@@ -481,6 +647,9 @@ describe('checkLedger', () => {
       expect(problems.find((p) => p.kind === 'debits_posted_mismatch')?.detail).toBe(
         'debits_posted 30, but its commits and expiries sum to 35',
       );
+      expect(problems.find((p) => p.kind === 'lots_mismatch')?.detail).toBe(
+        'expiring credit 7, but its lots hold 0',
+      );
 
       // The command line says so too, and exits 1.
       const cli = await runScript('scripts/ledger-check.ts', { DATABASE_URL: testStack().databaseUrl });
@@ -488,9 +657,10 @@ describe('checkLedger', () => {
       expect(cli.stdout).toContain(`credits_posted_mismatch account ${u.accountId}: credits_posted 107`);
       expect(cli.stdout).toMatch(/^ledger check: \d+ accounts, \d+ transfers, [1-9]\d* problems$/m);
     } finally {
-      await owner.query('UPDATE credit_accounts SET credits_posted = credits_posted - 7 WHERE id = $1', [
-        u.accountId,
-      ]);
+      await owner.query(
+        'UPDATE credit_accounts SET credits_posted = credits_posted - 7, expiring_credit = expiring_credit - 7 WHERE id = $1',
+        [u.accountId],
+      );
       await owner.query('BEGIN');
       await owner.query('SET LOCAL session_replication_role = replica');
       await owner.query('UPDATE credit_transfers SET amount = amount - 5 WHERE id = $1', [c.id]);

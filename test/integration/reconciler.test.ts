@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
 import type { ReconcileReport } from '../../activities/reconciliation';
@@ -10,7 +11,7 @@ import { createProviders, createStorage } from '../../lib/runtime/services';
 import { activityDeps } from '../../worker/create-worker';
 import { ensureReconcilerSchedule } from '../../worker/reconciler-schedule';
 import { RECONCILER_SCHEDULE_ID } from '../../workflows/reconciler';
-import { createUser, startHarness, type Harness } from '../support/context';
+import { createUser, startHarness, testStack, type Harness } from '../support/context';
 
 describe('the ledger reconciler', () => {
   let h: Harness;
@@ -38,6 +39,18 @@ describe('the ledger reconciler', () => {
     return generationId;
   }
 
+  /** The kinds of transfer each generation has, sorted: e.g. ['release', 'reserve']. */
+  async function transferKinds(...generationIds: string[]): Promise<Record<string, string[]>> {
+    return withSystemTx(h.db, async (tx) => {
+      const { rows } = await tx.query<{ generation_id: string; kinds: string[] }>(
+        `SELECT generation_id, array_agg(kind ORDER BY kind) AS kinds FROM credit_transfers
+         WHERE generation_id = ANY($1) GROUP BY generation_id`,
+        [generationIds],
+      );
+      return Object.fromEntries(rows.map((r) => [r.generation_id, r.kinds]));
+    });
+  }
+
   function reconcileWith(workflowState: (id: string) => Promise<'running' | 'closed' | 'missing'>) {
     const deps = activityDeps(h.config, {
       db: h.db,
@@ -62,14 +75,7 @@ describe('the ledger reconciler', () => {
     );
     expect(report.releasedReservations).toBeGreaterThanOrEqual(1);
 
-    const kinds = await withSystemTx(h.db, async (tx) => {
-      const { rows } = await tx.query<{ generation_id: string; kinds: string[] }>(
-        `SELECT generation_id, array_agg(kind ORDER BY kind) AS kinds FROM credit_transfers
-         WHERE generation_id = ANY($1) GROUP BY generation_id`,
-        [[abandoned, stillRunning, notDue]],
-      );
-      return Object.fromEntries(rows.map((r) => [r.generation_id, r.kinds]));
-    });
+    const kinds = await transferKinds(abandoned, stillRunning, notDue);
     expect(kinds[abandoned]).toEqual(['release', 'reserve']);
     expect(kinds[stillRunning]).toEqual(['reserve']);
     expect(kinds[notDue]).toEqual(['reserve']);
@@ -92,6 +98,51 @@ describe('the ledger reconciler', () => {
       tx.query('SELECT 1 FROM credit_transfers WHERE generation_id = $1', [abandoned]),
     );
     expect(after.rowCount).toBe(2);
+  });
+
+  it('releases a reservation orphaned by a failed admission (no generation row) once its workflow is closed', async () => {
+    const user = await createUser(h.db, 200);
+    /** A reservation as admission makes it before writing the row, `ageMs` old, row never written. */
+    async function orphan(ageMs: number) {
+      const generationId = randomUUID();
+      const id = transferId(generationId, 'reserve');
+      await ledger.reserve(h.db, {
+        userId: user.userId,
+        id,
+        amount: 45,
+        generationId,
+        deadline: new Date(Date.now() + 3_600_000),
+      });
+      // Only the owner can rewrite a transfer (the append-only trigger is skipped in replica mode).
+      const owner = new pg.Client({ connectionString: testStack().databaseUrl });
+      await owner.connect();
+      try {
+        await owner.query('BEGIN');
+        await owner.query('SET LOCAL session_replication_role = replica');
+        await owner.query(
+          `UPDATE credit_transfers SET created_at = now() - $2 * interval '1 millisecond' WHERE id = $1`,
+          [id, ageMs],
+        );
+        await owner.query('COMMIT');
+      } finally {
+        await owner.end();
+      }
+      return generationId;
+    }
+    const closed = await orphan(5 * 60_000);
+    const running = await orphan(5 * 60_000);
+    const fresh = await orphan(0); // admission may still be writing the row
+
+    const report = await reconcileWith(async (workflowId) =>
+      workflowId.endsWith(running) ? 'running' : 'closed',
+    );
+    expect(report.releasedReservations).toBeGreaterThanOrEqual(1);
+    const kinds = await transferKinds(closed, running, fresh);
+    expect(kinds).toEqual({ [closed]: ['release', 'reserve'], [running]: ['reserve'], [fresh]: ['reserve'] });
+    expect(await withUserTx(h.db, user.userId, (tx) => ledger.balance(tx, user.userId))).toMatchObject({
+      available: 110,
+      reserved: 90,
+    });
   });
 
   it('reports a terminal generation that was never settled', async () => {

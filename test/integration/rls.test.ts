@@ -13,8 +13,10 @@ import { createUser, testConfig, testDb } from '../support/context';
 async function tenantTables(db: Db): Promise<{ table: string; column: string }[]> {
   const { rows } = await withSystemTx(db, (tx) =>
     tx.query<{ table_name: string }>(
-      `SELECT table_name FROM information_schema.columns
-       WHERE table_schema = 'public' AND column_name = 'user_id' ORDER BY table_name`,
+      `SELECT c.table_name FROM information_schema.columns c
+       JOIN information_schema.tables t USING (table_schema, table_name)
+       WHERE c.table_schema = 'public' AND c.column_name = 'user_id' AND t.table_type = 'BASE TABLE'
+       ORDER BY c.table_name`,
     ),
   );
   return [{ table: 'users', column: 'id' }, ...rows.map((r) => ({ table: r.table_name, column: 'user_id' }))];
@@ -42,7 +44,17 @@ async function seed(db: Db) {
     );
     await tx.query(`INSERT INTO projects (user_id, name) VALUES ($1, 'b-project')`, [b.userId]);
   });
-  // A reservation: credit_transfers, credit_allocations and credit_lots rows through the ledger.
+  // An expiring grant and a reservation drawn from it: credit_lots, credit_transfers and
+  // credit_allocations rows through the ledger (lots exist only for credit that expires).
+  await withSystemTx(db, (tx) =>
+    ledger.grant(tx, {
+      id: randomUUID(),
+      userId: a.userId,
+      amount: 50,
+      reason: 'expiring',
+      expiresAt: new Date(Date.now() + 3600_000),
+    }),
+  );
   await withUserTx(db, a.userId, (tx) =>
     ledger.reserve(tx, {
       id: randomUUID(),
@@ -122,11 +134,28 @@ describe('row-level security at the database wall', () => {
     }
   });
 
-  it('gives the app role privileges only on tables that have RLS enabled', async () => {
+  it('filters every view by the rights of its reader (security_invoker), so RLS of its tables applies', async () => {
+    const { rows } = await withSystemTx(db, (tx) =>
+      tx.query<{ relname: string; options: string[] | null }>(
+        `SELECT c.relname, c.reloptions AS options FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind = 'v'`,
+      ),
+    );
+    expect(rows.map((r) => r.relname)).toContain('credit_balances');
+    for (const r of rows) expect(r.options ?? [], r.relname).toContain('security_invoker=true');
+    // And it does: B sees only B's balance, A's is invisible.
+    const seen = await withUserTx(db, seeded.b.userId, (tx) =>
+      tx.query<{ user_id: string }>('SELECT user_id FROM credit_balances'),
+    );
+    expect(seen.rows).toEqual([{ user_id: seeded.b.userId }]);
+  });
+
+  it('gives the app role privileges only on tables and views that have RLS enabled or are security_invoker', async () => {
     const { rows } = await withSystemTx(db, (tx) =>
       tx.query<{ relname: string }>(
         `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relrowsecurity
+           AND NOT (c.relkind = 'v' AND 'security_invoker=true' = ANY(coalesce(c.reloptions, '{}')))
            AND (has_table_privilege('velro_app', c.oid, 'SELECT') OR has_table_privilege('velro_app', c.oid, 'INSERT')
              OR has_table_privilege('velro_app', c.oid, 'UPDATE') OR has_table_privilege('velro_app', c.oid, 'DELETE'))`,
       ),
