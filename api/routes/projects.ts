@@ -6,6 +6,7 @@ import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
   errorResponses,
+  idempotencyKeyHeaders,
   idParams,
   paginationQuery,
   problemSchema,
@@ -53,7 +54,12 @@ const projects: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['projects'],
         summary: 'Create a project',
-        description: `Projects group generations (\`projectId\` in POST /v1/generations). At most ${MAX_PROJECTS} per user.`,
+        description:
+          `Projects group generations (\`projectId\` in POST /v1/generations). At most ${MAX_PROJECTS} per user. ` +
+          'Send `Idempotency-Key` to make retries safe: the same key and body create one project and get the first ' +
+          'answer again (`idempotent-replayed: true`); the same key with another body gets 422 ' +
+          '`idempotency_mismatch`; a duplicate sent while the first still runs, 409 `idempotency_in_progress`.',
+        headers: idempotencyKeyHeaders,
         body: projectBody,
         response: { 201: projectSchema, 409: problemSchema, 422: problemSchema, ...errorResponses },
       },

@@ -59,8 +59,8 @@ export function toPage<R, V>(
 }
 
 /**
- * `Idempotency-Key` as the routes creating a one-time secret document it (the idempotency plugin
- * checks it again, and does the work).
+ * `Idempotency-Key` as the routes that honour it document it (the idempotency plugin checks it
+ * again, and does the work).
  */
 export const idempotencyKeyHeaders = z.object({
   'idempotency-key': z
@@ -70,7 +70,7 @@ export const idempotencyKeyHeaders = z.object({
     .optional()
     .describe(
       'Makes retries safe (Stripe semantics), kept at least 24 h: the same key and body get the first answer again, ' +
-        'with `idempotent-replayed: true` and its one-time secret withheld (null, `idempotent-secret-redacted: true`)',
+        'with `idempotent-replayed: true`; a one-time secret in it is withheld (null, `idempotent-secret-redacted: true`)',
     ),
 });
 

@@ -17,6 +17,7 @@
 --    FOR KEY SHARE on the hot account row, and many sharers of one row cost a multixact each.
 --    Only the functions below insert transfers; ledger:check verifies every transfer's account.
 --    credit_transfers_account_idx goes too: (user_id, ...) serves every read, accounts are 1:1.
+-- 5. Reserves for one user that arrive together run as one batch (ledger_reserve_batch, at the end).
 
 ALTER TABLE credit_transfers
   DROP CONSTRAINT credit_transfers_account_id_fkey,
