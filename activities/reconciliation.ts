@@ -44,9 +44,10 @@ export function reconciliationActivities(deps: ActivityDeps) {
         tx.query<OverdueReserve>(
           // Past its deadline; or orphaned: admission reserved, then never wrote the generation's row
           // (its workflow gave up), so nothing else will settle it. Both halves range-scan the
-          // reserve-deadline index: the second only reservations still within their deadline.
+          // reserve-deadline index over a bounded window, not the whole history: this runs every
+          // minute, so a reservation overdue for 30 days has been looked at 40,000 times already.
           `(SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r
-            WHERE r.kind = 'reserve' AND r.expires_at < now()
+            WHERE r.kind = 'reserve' AND r.expires_at < now() AND r.expires_at > now() - interval '30 days'
               AND NOT EXISTS (SELECT 1 FROM credit_transfers c WHERE c.pending_id = r.id)
             ORDER BY r.expires_at LIMIT 500)
            UNION ALL
