@@ -29,11 +29,14 @@ export class UserBatcher<I extends { userId: string }> {
   /**
    * @param fn the batch function, called as fn($1 user, $2.. one array per column)
    * @param columns one array per column of the function, built from the items
+   * @param single the same operation for one item: a batch of one skips the batch machinery
+   *   (a subtransaction per item), which is the common case on an account that is not busy
    */
   constructor(
     private readonly db: Db,
     private readonly fn: string,
     private readonly columns: (items: I[]) => unknown[][],
+    private readonly single: (item: I) => Promise<Transfer>,
     private readonly maxBatch = MAX_BATCH,
   ) {}
 
@@ -54,6 +57,11 @@ export class UserBatcher<I extends { userId: string }> {
     const queue = this.queues.get(userId)!;
     while (queue.length > 0) {
       const batch = queue.splice(0, this.maxBatch);
+      if (batch.length === 1) {
+        const [w] = batch as [Waiting<I>];
+        await this.single(w.item).then(w.resolve, w.reject);
+        continue;
+      }
       try {
         const outcomes = await this.send(
           userId,

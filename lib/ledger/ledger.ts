@@ -79,12 +79,17 @@ const reserveBatchers = new WeakMap<Db, UserBatcher<ReserveItem>>();
 function reserveBatcherOf(db: Db): UserBatcher<ReserveItem> {
   let batcher = reserveBatchers.get(db);
   if (!batcher) {
-    batcher = new UserBatcher<ReserveItem>(db, 'ledger_reserve_batch', (items) => [
-      items.map((i) => i.id),
-      items.map((i) => i.amount),
-      items.map((i) => i.generationId),
-      items.map((i) => i.deadline),
-    ]);
+    batcher = new UserBatcher<ReserveItem>(
+      db,
+      'ledger_reserve_batch',
+      (items) => [
+        items.map((i) => i.id),
+        items.map((i) => i.amount),
+        items.map((i) => i.generationId),
+        items.map((i) => i.deadline),
+      ],
+      (i) => reserveNow(db, i),
+    );
     reserveBatchers.set(db, batcher);
   }
   return batcher;
@@ -101,6 +106,13 @@ export async function reserve(
 ) {
   checkAmount(p.amount);
   if (q instanceof pg.Pool && p.userId) return reserveBatcherOf(q).run({ ...p, userId: p.userId });
+  return reserveNow(q, p);
+}
+
+function reserveNow(
+  q: Runner,
+  p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date },
+): Promise<Transfer> {
   return call(q, 'ledger_reserve($1, $2, $3, $4, $5)', [
     p.id,
     p.amount,
