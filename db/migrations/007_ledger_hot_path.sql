@@ -227,6 +227,21 @@ BEGIN
   RETURN v_t;
 END $$;
 
+-- The caller's reservation p_pending_id, or VL404. Looked up by primary key alone, on purpose: with
+-- kind and user_id in the WHERE clause the planner may choose the (user_id, created_at) index and
+-- read every transfer of a busy user on each call (the ledger benchmark found it).
+CREATE FUNCTION ledger_pending_reserve(p_pending_id uuid, p_user uuid) RETURNS credit_transfers
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+  v_t credit_transfers;
+BEGIN
+  SELECT * INTO v_t FROM credit_transfers WHERE id = p_pending_id;
+  IF NOT FOUND OR v_t.kind <> 'reserve' OR v_t.user_id <> p_user THEN
+    RAISE EXCEPTION 'no reservation % for user %', p_pending_id, p_user USING ERRCODE = 'VL404';
+  END IF;
+  RETURN v_t;
+END $$;
+
 -- Called when a commit or release inserted nothing: returns the earlier identical resolution (a
 -- replay), or raises why not (no such reservation, id reused, reservation resolved otherwise).
 CREATE FUNCTION ledger_resolution_replay(p_id uuid, p_pending_id uuid, p_kind text, p_user uuid)
@@ -235,10 +250,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   v_t credit_transfers;
 BEGIN
-  PERFORM 1 FROM credit_transfers WHERE id = p_pending_id AND kind = 'reserve' AND user_id = p_user;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'no reservation % for user %', p_pending_id, p_user USING ERRCODE = 'VL404';
-  END IF;
+  PERFORM ledger_pending_reserve(p_pending_id, p_user);
   SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
   IF FOUND THEN
     IF v_t.kind = p_kind AND v_t.pending_id = p_pending_id THEN
@@ -257,13 +269,13 @@ RETURNS credit_transfers
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   v_user uuid := ledger_acting_user(p_user);
+  v_r credit_transfers := ledger_pending_reserve(p_pending_id, v_user);
   v_t credit_transfers;
 BEGIN
   -- The unique index on pending_id lets only one resolution of a reservation in; a concurrent one
   -- waits here for it and then inserts nothing.
   INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, pending_id, generation_id)
-  SELECT p_id, r.account_id, r.user_id, 'commit', r.amount, r.id, r.generation_id
-  FROM credit_transfers r WHERE r.id = p_pending_id AND r.kind = 'reserve' AND r.user_id = v_user
+  VALUES (p_id, v_r.account_id, v_r.user_id, 'commit', v_r.amount, v_r.id, v_r.generation_id)
   ON CONFLICT DO NOTHING
   RETURNING * INTO v_t;
   IF NOT FOUND THEN
@@ -282,14 +294,14 @@ RETURNS credit_transfers
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   v_user uuid := ledger_acting_user(p_user);
+  v_r credit_transfers := ledger_pending_reserve(p_pending_id, v_user);
   v_t credit_transfers;
   v_alloc record;
   v_expired bigint := 0;
   v_to_lots bigint := 0;
 BEGIN
   INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, pending_id, generation_id, reason)
-  SELECT p_id, r.account_id, r.user_id, 'release', r.amount, r.id, r.generation_id, p_reason
-  FROM credit_transfers r WHERE r.id = p_pending_id AND r.kind = 'reserve' AND r.user_id = v_user
+  VALUES (p_id, v_r.account_id, v_r.user_id, 'release', v_r.amount, v_r.id, v_r.generation_id, p_reason)
   ON CONFLICT DO NOTHING
   RETURNING * INTO v_t;
   IF NOT FOUND THEN
@@ -348,6 +360,7 @@ BEGIN
   FOREACH f IN ARRAY ARRAY[
     'ledger_reserve(uuid, bigint, uuid, timestamptz, uuid)', 'ledger_commit(uuid, uuid, uuid)',
     'ledger_release(uuid, uuid, text, uuid)', 'ledger_resolution_replay(uuid, uuid, text, uuid)',
+    'ledger_pending_reserve(uuid, uuid)',
     'ledger_fold_commits()'] LOOP
     EXECUTE format('ALTER FUNCTION %s OWNER TO velro_system', f);
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
