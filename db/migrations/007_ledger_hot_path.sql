@@ -228,8 +228,9 @@ BEGIN
 END $$;
 
 -- The caller's reservation p_pending_id, or VL404. Looked up by primary key alone, on purpose: with
--- kind and user_id in the WHERE clause the planner may choose the (user_id, created_at) index and
--- read every transfer of a busy user on each call (the ledger benchmark found it).
+-- kind and user_id in the same WHERE clause, Postgres sometimes left the primary key for a plan
+-- that reads more of the table as it grows (a seq scan, seen with stale statistics), and the
+-- ledger benchmark slowed down round after round.
 CREATE FUNCTION ledger_pending_reserve(p_pending_id uuid, p_user uuid) RETURNS credit_transfers
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
