@@ -243,15 +243,15 @@ BEGIN
   RETURN v_t;
 END $$;
 
--- Called when a commit or release inserted nothing: returns the earlier identical resolution (a
--- replay), or raises why not (no such reservation, id reused, reservation resolved otherwise).
-CREATE FUNCTION ledger_resolution_replay(p_id uuid, p_pending_id uuid, p_kind text, p_user uuid)
+-- Called when a commit or release of an existing reservation (the caller checked it) inserted
+-- nothing: returns the earlier identical resolution (a replay), or raises why not (id reused,
+-- reservation resolved otherwise).
+CREATE FUNCTION ledger_resolution_replay(p_id uuid, p_pending_id uuid, p_kind text)
 RETURNS credit_transfers
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   v_t credit_transfers;
 BEGIN
-  PERFORM ledger_pending_reserve(p_pending_id, p_user);
   SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
   IF FOUND THEN
     IF v_t.kind = p_kind AND v_t.pending_id = p_pending_id THEN
@@ -280,7 +280,7 @@ BEGIN
   ON CONFLICT DO NOTHING
   RETURNING * INTO v_t;
   IF NOT FOUND THEN
-    RETURN ledger_resolution_replay(p_id, p_pending_id, 'commit', v_user);
+    RETURN ledger_resolution_replay(p_id, p_pending_id, 'commit');
   END IF;
   INSERT INTO credit_commit_stripes AS s (account_id, stripe, user_id, amount)
   VALUES (v_t.account_id, floor(random() * 8)::smallint, v_t.user_id, v_t.amount)
@@ -306,7 +306,7 @@ BEGIN
   ON CONFLICT DO NOTHING
   RETURNING * INTO v_t;
   IF NOT FOUND THEN
-    RETURN ledger_resolution_replay(p_id, p_pending_id, 'release', v_user);
+    RETURN ledger_resolution_replay(p_id, p_pending_id, 'release');
   END IF;
   IF EXISTS (SELECT 1 FROM credit_allocations WHERE reserve_id = p_pending_id) THEN
     PERFORM 1 FROM credit_accounts WHERE id = v_t.account_id FOR UPDATE;
@@ -360,7 +360,7 @@ DECLARE f text;
 BEGIN
   FOREACH f IN ARRAY ARRAY[
     'ledger_reserve(uuid, bigint, uuid, timestamptz, uuid)', 'ledger_commit(uuid, uuid, uuid)',
-    'ledger_release(uuid, uuid, text, uuid)', 'ledger_resolution_replay(uuid, uuid, text, uuid)',
+    'ledger_release(uuid, uuid, text, uuid)', 'ledger_resolution_replay(uuid, uuid, text)',
     'ledger_pending_reserve(uuid, uuid)',
     'ledger_fold_commits()'] LOOP
     EXECUTE format('ALTER FUNCTION %s OWNER TO velro_system', f);

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Db, Tx } from '../db/pool';
 import { asLedgerError, LedgerError } from './errors';
-import { UserBatcher } from './batcher';
+import { UserBatcher, type Outcome } from './batcher';
 
 export interface Transfer {
   id: string;
@@ -23,8 +23,10 @@ export interface Balance {
   expired: number;
 }
 
-const TRANSFER_COLUMNS = `id, kind, amount, user_id AS "userId", pending_id AS "pendingId",
-  generation_id AS "generationId", expires_at AS "expiresAt", reason, created_at AS "createdAt"`;
+/** A Transfer's columns, of the row `of` (a table alias or a composite, e.g. `(b.transfer).`). */
+const transferColumns = (of = '') =>
+  `${of}id, ${of}kind, ${of}amount, ${of}user_id AS "userId", ${of}pending_id AS "pendingId",
+  ${of}generation_id AS "generationId", ${of}expires_at AS "expiresAt", ${of}reason, ${of}created_at AS "createdAt"`;
 
 /** A transaction already scoped to the user (withUserTx), or the pool for a call that is its own transaction. */
 type Runner = Tx | Db;
@@ -37,7 +39,7 @@ async function call(q: Runner, sql: string, params: unknown[]): Promise<Transfer
     // Named: each connection parses and plans the call once, not on every call.
     const { rows } = await q.query<Transfer>({
       name: sql.slice(0, sql.indexOf('(')),
-      text: `SELECT ${TRANSFER_COLUMNS} FROM ${sql}`,
+      text: `SELECT ${transferColumns()} FROM ${sql}`,
       values: params,
     });
     return rows[0]!;
@@ -74,21 +76,45 @@ interface ReserveItem {
   deadline: Date;
 }
 
-/** Per pool: concurrent one-statement reserves for the same user go together. */
-const reserveBatchers = new WeakMap<Db, UserBatcher<ReserveItem>>();
-function reserveBatcherOf(db: Db): UserBatcher<ReserveItem> {
-  let batcher = reserveBatchers.get(db);
-  if (!batcher) {
-    batcher = new UserBatcher<ReserveItem>(
-      db,
-      'ledger_reserve_batch',
-      (items) => [
+/**
+ * Reserves `items` for one user in one statement (ledger_reserve_batch: one transaction, a
+ * subtransaction per item), answering, in order, each one's transfer or the error that refused it.
+ */
+async function reserveBatch(db: Db, userId: string, items: ReserveItem[]): Promise<Outcome<Transfer>[]> {
+  let rows: (Transfer & { errorCode: string | null; errorMessage: string | null })[];
+  try {
+    ({ rows } = await db.query({
+      name: 'ledger_reserve_batch',
+      text: `SELECT ${transferColumns('(b.transfer).')}, b.error_code AS "errorCode", b.error_message AS "errorMessage"
+             FROM ledger_reserve_batch($1, $2, $3, $4, $5) b ORDER BY b.ordinal`,
+      values: [
+        userId,
         items.map((i) => i.id),
         items.map((i) => i.amount),
         items.map((i) => i.generationId),
         items.map((i) => i.deadline),
       ],
-      (i) => reserveNow(db, i),
+    }));
+  } catch (err) {
+    // The statement itself failed (connection, timeout): nothing in it took effect. Callers
+    // retry; the transfer ids make a retry a no-op for whatever did.
+    throw asLedgerError(err);
+  }
+  return rows.map(({ errorCode, errorMessage, ...transfer }) =>
+    errorCode
+      ? { ok: false, error: asLedgerError(Object.assign(new Error(errorMessage ?? ''), { code: errorCode })) }
+      : { ok: true, value: transfer },
+  );
+}
+
+/** Per pool: concurrent one-statement reserves for the same user go together. */
+const reserveBatchers = new WeakMap<Db, UserBatcher<ReserveItem, Transfer>>();
+function reserveBatcherOf(db: Db): UserBatcher<ReserveItem, Transfer> {
+  let batcher = reserveBatchers.get(db);
+  if (!batcher) {
+    batcher = new UserBatcher<ReserveItem, Transfer>(
+      (userId, items) => reserveBatch(db, userId, items),
+      (item) => reserveNow(db, item),
     );
     reserveBatchers.set(db, batcher);
   }
