@@ -1,4 +1,4 @@
-import type { Db } from '../lib/db/pool';
+import type { Db, SystemDb } from '../lib/db/pool';
 import type { Provider, ProviderName } from '../lib/providers/provider';
 import type { Storage } from '../lib/storage/storage';
 import type { LookupAll, WebhookUrlPolicy } from '../lib/webhooks/url-policy';
@@ -20,18 +20,23 @@ export interface WebhookDeps {
 }
 
 export interface ActivityDeps {
+  /** The velro_app login: every activity that acts for one user. */
   db: Db;
+  /** The velro_system login: the reconciler's paths that act across users. */
+  systemDb: SystemDb;
   storage: Storage;
   providers: Record<ProviderName, Provider | undefined>;
   /** Largest output Velro will download from a provider. */
   maxOutputBytes: number;
   /** Time limit for one output download. */
   downloadTimeoutMs: number;
-  /** Whether provider output URLs on loopback are accepted (never in production). */
+  /** Whether provider output URLs on loopback are accepted (PROVIDER_OUTPUT_ALLOW_LOOPBACK). */
   allowLoopbackOutputs: boolean;
   /** Hosts provider outputs may be downloaded from. */
   outputHosts: string[];
   /** Whether a workflow is still running (the reconciler asks before releasing a reservation). */
   workflowState(workflowId: string): Promise<'running' | 'closed' | 'missing'>;
+  /** Generations whose workflow closed since then without completing (an operator's terminate, say). */
+  stoppedGenerations(since: Date): Promise<{ generationId: string; status: string }[]>;
   webhooks: WebhookDeps;
 }

@@ -2,7 +2,7 @@ import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { withUserTx } from '../lib/db/pool';
-import { probeMedia } from '../lib/media/probe';
+import { probeMedia, SERVABLE_MEDIA_TYPES, sniffMediaType } from '../lib/media/probe';
 import { DownloadRefused, openDownload } from '../lib/providers/download';
 import type { OutputSource, Provider } from '../lib/providers/provider';
 import { ObjectTooLargeError } from '../lib/storage/storage';
@@ -98,14 +98,25 @@ export function outputActivities(deps: ActivityDeps) {
         }
         throw err;
       }
+      // Served from the API's origin: only media, by its bytes, whatever the provider declared.
       const media = probeMedia(stored.head);
+      const mediaType = media?.contentType ?? sniffMediaType(stored.head);
+      if (!mediaType || !SERVABLE_MEDIA_TYPES.has(mediaType)) {
+        throw ApplicationFailure.nonRetryable(
+          `output ${position + 1} is not an image or video Velro can serve (declared as ${type})`,
+          'output_unavailable',
+        );
+      }
       const durationMs =
         media?.durationMs ??
         (source.kind === 'local' && source.durationSeconds ? source.durationSeconds * 1000 : null);
       const id = await withUserTx(deps.db, input.userId, async (tx) => {
+        // Only while the generation is still running: one that has ended (refunded by the reconciler
+        // after an operator's terminate, say) gets no outputs.
         const inserted = await tx.query<{ id: string }>(
           `INSERT INTO assets (id, generation_id, user_id, position, storage_key, content_type, bytes, width, height, duration_ms, sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+             WHERE EXISTS (SELECT 1 FROM generations WHERE id = $2 AND status IN ('queued', 'running'))
              ON CONFLICT (generation_id, position) DO NOTHING RETURNING id`,
           [
             randomUUID(),
@@ -113,7 +124,7 @@ export function outputActivities(deps: ActivityDeps) {
             input.userId,
             position,
             key,
-            media?.contentType ?? type,
+            mediaType,
             stored.bytes,
             media?.width ?? null,
             media?.height ?? null,
@@ -122,12 +133,15 @@ export function outputActivities(deps: ActivityDeps) {
           ],
         );
         if (inserted.rows[0]) return inserted.rows[0].id;
-        // A concurrent attempt recorded it first.
+        // A concurrent attempt recorded it first, or the generation is no longer running.
         const existing = await tx.query<{ id: string }>(
           'SELECT id FROM assets WHERE generation_id = $1 AND position = $2',
           [input.generationId, position],
         );
-        return existing.rows[0]!.id;
+        if (!existing.rows[0]) {
+          throw ApplicationFailure.nonRetryable('the generation has already ended', 'generation_ended');
+        }
+        return existing.rows[0].id;
       });
       assetIds.push(id);
     }

@@ -18,7 +18,37 @@ interface OverdueReserve {
   generation_id: string | null;
 }
 
+/** How far back the reconciler looks for generation workflows that closed without settling. */
+const STOPPED_LOOKBACK_MS = 10 * 60 * 1000;
+
+const ENDED_MESSAGE = {
+  abandoned: 'The generation stopped without finishing; its credits were refunded.',
+  terminated: 'The generation was stopped by an operator; its credits were refunded.',
+};
+
 export function reconciliationActivities(deps: ActivityDeps) {
+  /** Releases one reservation and ends its generation as failed, if it has not ended yet. */
+  async function release(reserve: OverdueReserve, code: keyof typeof ENDED_MESSAGE, why: string) {
+    await withSystemTx(deps.systemDb, async (tx) => {
+      // The release checks the reservation belongs to app.user_id: act as its owner.
+      await tx.query(`SELECT set_config('app.user_id', $1, true)`, [reserve.user_id]);
+      // The same id the generation's own refund would use: whichever comes first, the other is a replay.
+      await ledger.release(tx, {
+        id: transferId(reserve.generation_id ?? reserve.id, 'release'),
+        pendingId: reserve.id,
+        reason: `reconciler: ${why}`,
+      });
+      if (reserve.generation_id) {
+        await tx.query(
+          `UPDATE generations SET status = 'failed', stage = 'refunded', error_code = $2, error_message = $3,
+             updated_at = now(), completed_at = now()
+           WHERE id = $1 AND completed_at IS NULL`,
+          [reserve.generation_id, code, ENDED_MESSAGE[code]],
+        );
+      }
+    });
+  }
+
   return {
     /**
      * The ledger's safety net, run every minute by a Temporal Schedule: expires lapsed grants,
@@ -27,20 +57,20 @@ export function reconciliationActivities(deps: ActivityDeps) {
      * generations that ended without exactly one commit or release.
      */
     async reconcileLedger(): Promise<ReconcileReport> {
-      const expiredCredits = await withSystemTx(deps.db, async (tx) => {
+      const expiredCredits = await withSystemTx(deps.systemDb, async (tx) => {
         const { rows } = await tx.query<{ n: number }>('SELECT ledger_expire_grants() AS n');
         return rows[0]!.n;
       });
 
       // Commits are counted in stripe rows off the account row (db/migrations/007): fold them in.
-      await withSystemTx(deps.db, (tx) => tx.query('SELECT ledger_fold_commits()'));
+      await withSystemTx(deps.systemDb, (tx) => tx.query('SELECT ledger_fold_commits()'));
 
       // Housekeeping: idempotency keys are promised for 24 hours; keep them 48.
-      await withSystemTx(deps.db, (tx) =>
+      await withSystemTx(deps.systemDb, (tx) =>
         tx.query(`DELETE FROM idempotency_keys WHERE created_at < now() - interval '48 hours'`),
       );
 
-      const overdue = await withSystemTx(deps.db, (tx) =>
+      const overdue = await withSystemTx(deps.systemDb, (tx) =>
         tx.query<OverdueReserve>(
           // Past its deadline; or orphaned: admission reserved, then never wrote the generation's row
           // (its workflow gave up), so nothing else will settle it. Both halves range-scan the
@@ -65,29 +95,37 @@ export function reconciliationActivities(deps: ActivityDeps) {
           const state = await deps.workflowState(generationWorkflowId(reserve.generation_id));
           if (state === 'running') continue; // still working on it: its own refund path will settle it
         }
-        await withSystemTx(deps.db, async (tx) => {
-          // The release checks the reservation belongs to app.user_id: act as its owner.
-          await tx.query(`SELECT set_config('app.user_id', $1, true)`, [reserve.user_id]);
-          // The same id the generation's own refund would use: whichever comes first, the other is a replay.
-          await ledger.release(tx, {
-            id: transferId(reserve.generation_id ?? reserve.id, 'release'),
-            pendingId: reserve.id,
-            reason: 'reconciler: reservation past its deadline and its workflow is closed',
-          });
-          if (reserve.generation_id) {
-            await tx.query(
-              `UPDATE generations SET status = 'failed', stage = 'refunded', error_code = 'abandoned',
-                 error_message = 'The generation stopped without finishing; its credits were refunded.',
-                 updated_at = now(), completed_at = now()
-               WHERE id = $1 AND completed_at IS NULL`,
-              [reserve.generation_id],
-            );
-          }
-        });
+        await release(reserve, 'abandoned', 'reservation past its deadline and its workflow is closed');
         releasedReservations++;
       }
 
-      const unsettled = await withSystemTx(deps.db, (tx) =>
+      // A workflow terminated by an operator (UI, CLI), or stopped by a timeout, runs none of its own
+      // code, so nothing refunds it; its reservation's deadline can be 15 minutes away (video). Find
+      // those that closed lately with one visibility query, rather than asking about every open
+      // reservation; the window spans several runs, so a missed run misses nothing.
+      const stopped = await deps.stoppedGenerations(new Date(Date.now() - STOPPED_LOOKBACK_MS));
+      if (stopped.length > 0) {
+        const held = await withSystemTx(deps.systemDb, (tx) =>
+          tx.query<OverdueReserve>(
+            `SELECT r.id, r.user_id, r.generation_id FROM credit_transfers r
+             WHERE r.generation_id = ANY($1::uuid[]) AND r.kind = 'reserve'
+               AND NOT EXISTS (SELECT 1 FROM credit_transfers c WHERE c.pending_id = r.id)`,
+            [stopped.map((s) => s.generationId)],
+          ),
+        );
+        const statusOf = new Map(stopped.map((s) => [s.generationId, s.status]));
+        for (const reserve of held.rows) {
+          const terminated = statusOf.get(reserve.generation_id!) === 'terminated';
+          await release(
+            reserve,
+            terminated ? 'terminated' : 'abandoned',
+            `its workflow was ${statusOf.get(reserve.generation_id!)} before it settled`,
+          );
+          releasedReservations++;
+        }
+      }
+
+      const unsettled = await withSystemTx(deps.systemDb, (tx) =>
         tx.query<{ id: string; status: string; resolutions: number }>(
           `SELECT g.id, g.status, count(c.id)::int AS resolutions
            FROM generations g

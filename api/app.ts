@@ -7,6 +7,7 @@ import Fastify, {
 } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { problem } from './errors';
+import { BODY_LIMIT, clientErrorHandler, MAX_PARAM_LENGTH } from './limits';
 import { loggerOptions } from './logging';
 import auth from './plugins/auth';
 import docs from './plugins/docs';
@@ -33,6 +34,10 @@ export interface RouteEntry {
   method: string;
   url: string;
   hidden: boolean;
+  /** `config.public`: the auth hook lets it through without credentials. */
+  public: boolean;
+  /** `config.idempotent`: it honours Idempotency-Key. */
+  idempotent: boolean;
 }
 
 declare module 'fastify' {
@@ -45,7 +50,9 @@ declare module 'fastify' {
 function routerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply) {
   const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
   const status = tooLong ? 414 : 400;
-  const detail = tooLong ? 'A path segment is longer than 100 characters.' : 'The URL is not valid.';
+  const detail = tooLong
+    ? `A path segment is longer than ${MAX_PARAM_LENGTH} characters.`
+    : 'The URL is not valid.';
   return reply
     .status(status)
     .header('x-request-id', req.id)
@@ -68,10 +75,13 @@ export async function buildApp(opts: BuildOptions) {
   const app = Fastify({
     logger: loggerOptions(opts.logger ?? false),
     genReqId: () => randomUUID(),
-    bodyLimit: 256 * 1024,
+    bodyLimit: BODY_LIMIT,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     trustProxy: trustProxy(opts.config.TRUST_PROXY),
     // URLs the router refuses before any route or hook runs: answered like every other error.
     frameworkErrors: routerError,
+    // Requests Node's HTTP parser refuses before Fastify sees them: answered like every other error.
+    clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
 
   // Every route, as registered: the OpenAPI completeness test compares it with the document.
@@ -83,6 +93,8 @@ export async function buildApp(opts: BuildOptions) {
         method,
         url: route.url,
         hidden: Boolean((route.schema as { hide?: boolean } | undefined)?.hide),
+        public: Boolean(route.config?.public),
+        idempotent: Boolean(route.config?.idempotent),
       });
     }
   });

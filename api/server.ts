@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { assetSigningKey } from '../lib/auth/signing-key';
-import { migrate } from '../lib/db/migrate';
+import { checkLogin, prepareDatabase } from '../lib/db/logins';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoints } from '../lib/runtime/endpoints';
 import { createDb, createStorage } from '../lib/runtime/services';
@@ -8,13 +8,18 @@ import { buildApp } from './app';
 
 async function main() {
   const config = loadConfig();
-  const { databaseUrl, temporalAddress } = resolveEndpoints(config);
-  // Every process applies pending migrations at start; an advisory lock makes concurrent starts safe.
-  await migrate(databaseUrl);
+  // The API logs in as velro_app only: every cross-user path it has is a narrow SQL function.
+  const { appDatabaseUrl, temporalAddress } = resolveEndpoints(config, { app: true, temporal: true });
+  // Given the owner login, apply pending migrations (an advisory lock makes concurrent starts safe);
+  // without it, the database is migrated already.
+  if (config.DATABASE_URL) {
+    await prepareDatabase(config.DATABASE_URL, { appDatabaseUrl, signupCredits: config.SIGNUP_CREDITS });
+  }
   const logger = { level: config.LOG_LEVEL, base: { process: 'api' } };
   const connection = await Connection.connect({ address: temporalAddress, connectTimeout: '10 seconds' });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-  const db = createDb(config, databaseUrl, 'velro-api');
+  const db = createDb(config, appDatabaseUrl, 'velro-api');
+  await checkLogin(db, 'velro_app');
   const app = await buildApp({
     config,
     db,

@@ -9,13 +9,13 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } 
 import { buildApp } from '../api/app';
 import { generateApiKey } from '../lib/auth/api-keys';
 import { loadConfig } from '../lib/config';
-import { withSystemTx } from '../lib/db/pool';
+import { withSystemTx, type SystemDb } from '../lib/db/pool';
 import * as ledger from '../lib/ledger/ledger';
 import { freePort } from '../lib/net/free-port';
 import { startStack } from '../lib/runtime/embedded-stack';
-import { createDb, createProviders, createStorage } from '../lib/runtime/services';
+import { createDb, createProviders, createStorage, createSystemDb } from '../lib/runtime/services';
 import { activityDeps, createWorker } from '../worker/create-worker';
-import { workflowStateOf } from '../worker/workflow-state';
+import { stoppedGenerationsOf, workflowStateOf } from '../worker/workflow-state';
 import type { Bench } from './run';
 
 const percentile = (sorted: number[], p: number) =>
@@ -43,7 +43,8 @@ const bench: Bench = {
       // 200 submits at once queue behind the renders of this same process: wait rather than answer 503.
       ADMISSION_TIMEOUT_MS: '120000',
     });
-    const db = createDb(config, stack.databaseUrl, 'velro-bench');
+    const db = createDb(config, stack.appDatabaseUrl, 'velro-bench');
+    const systemDb = createSystemDb(config, stack.systemDatabaseUrl, 'velro-bench-system');
     const connection = await Connection.connect({ address: stack.temporalAddress });
     const temporal = new Client({ connection });
     const storage = createStorage(config);
@@ -55,9 +56,11 @@ const bench: Bench = {
       connection: native,
       deps: activityDeps(config, {
         db,
+        systemDb,
         storage,
         providers: createProviders(config),
         workflowState: workflowStateOf(temporal),
+        stoppedGenerations: stoppedGenerationsOf(temporal),
       }),
     });
     const trivialWorker = await Worker.create({
@@ -98,7 +101,7 @@ const bench: Bench = {
 
       // A user rich enough for everything below.
       const key = generateApiKey();
-      await withSystemTx(db, async (tx) => {
+      await withSystemTx(systemDb, async (tx) => {
         const { rows } = await tx.query<{ id: string }>('SELECT create_user($1, NULL) AS id', [
           `bench-${randomUUID()}@velro.local`,
         ]);
@@ -132,12 +135,12 @@ const bench: Bench = {
       }
       latencies.sort((a, b) => a - b);
       // Let those finish before the throughput run.
-      await waitAllDone(db, 60_000);
+      await waitAllDone(systemDb, 60_000);
 
       // End-to-end throughput: 200 generations submitted at once, until the last is stored and charged.
       t0 = performance.now();
       const ids = await Promise.all(Array.from({ length: 200 }, submit));
-      await waitAllDone(db, 300_000);
+      await waitAllDone(systemDb, 300_000);
       const genPerSecond = ids.length / ((performance.now() - t0) / 1000);
 
       log('| figure | value |');
@@ -164,13 +167,14 @@ const bench: Bench = {
       await native.close();
       await connection.close();
       await db.end();
+      await systemDb.end();
       await stack.stop();
       await fs.rm(dataDir, { recursive: true, force: true });
     }
   },
 };
 
-async function waitAllDone(db: ReturnType<typeof createDb>, timeoutMs: number): Promise<void> {
+async function waitAllDone(db: SystemDb, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const { rows } = await withSystemTx(db, (tx) =>

@@ -17,7 +17,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { createPool, type Db } from '../lib/db/pool';
+import { createPool, createSystemPool, type Db } from '../lib/db/pool';
 import { checkLedger } from '../lib/ledger/check';
 import * as ledger from '../lib/ledger/ledger';
 import { startStack } from '../lib/runtime/embedded-stack';
@@ -83,7 +83,8 @@ async function run(opts: BenchOptions): Promise<void> {
   const stack = await startStack({ dataDir, temporalAddress: 'unused:0', uiPort: false, log: () => {} });
   const owner = new pg.Pool({ connectionString: stack.databaseUrl, max: opts.clients });
   owner.on('error', () => {}); // idle connections cut when the stack stops
-  const app: Db = createPool({ connectionString: stack.databaseUrl, role: 'velro_app', max: opts.clients });
+  // Setup through the owner (a throwaway stack); the measured calls on the velro_app login.
+  const app: Db = createPool({ connectionString: stack.appDatabaseUrl, max: opts.clients });
   try {
     const settings = await owner.query<{ name: string; setting: string }>(
       `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'server_version')`,
@@ -176,7 +177,8 @@ async function run(opts: BenchOptions): Promise<void> {
       `  target: hot-account pairs >= 0.5 × raw hot UPDATEs: ${target.toFixed(2)} -> ${target >= 0.5 ? 'met' : 'MISSED'}`,
     );
 
-    const problems = await checkLedger(app);
+    const system = createSystemPool({ connectionString: stack.systemDatabaseUrl, max: 1 });
+    const problems = await checkLedger(system).finally(() => system.end());
     opts.log(`  ledger check after the run: ${problems.length} problems`);
     if (problems.length)
       throw new Error(`the ledger is unsound after the bench: ${JSON.stringify(problems.slice(0, 5))}`);

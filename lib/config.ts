@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -79,32 +80,153 @@ const originList = z
     return origins;
   });
 
-/** Fastify's trustProxy: `false` (default), `true`, a hop count, or comma-separated addresses/CIDRs. */
+const TRUST_PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** `10.0.0.7`, `fd00::/8`, `10.0.0.0/8`: an IPv4 or IPv6 address, with an optional prefix length. */
+function isAddressOrCidr(text: string): boolean {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const family = net.isIP(address);
+  if (family === 0) return false;
+  if (slash < 0) return true;
+  const prefix = text.slice(slash + 1);
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Fastify's trustProxy: `false` (default), a hop count, or comma-separated proxy addresses/CIDRs
+ * (or proxy-addr's `loopback`, `linklocal`, `uniquelocal`). Never `true`: that trusts every hop, so
+ * any client would pick its own address with X-Forwarded-For and walk past the per-IP limits.
+ */
 const trustProxy = z
   .string()
   .trim()
   .optional()
-  .transform((v): boolean | number | string[] => {
-    if (!v || v === 'false') return false;
-    if (v === 'true') return true;
-    if (/^\d+$/.test(v)) return Number(v);
-    return v
+  .transform((v, ctx): false | number | string[] => {
+    if (!v || v === 'false' || v === '0') return false;
+    if (v.toLowerCase() === 'true') {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          '"true" would trust every X-Forwarded-For hop, so any client could choose its own address and ' +
+          'evade the per-IP login limits; give the number of proxies in front of Velro (e.g. 1) or their addresses/CIDRs',
+      });
+      return z.NEVER;
+    }
+    if (/^\d+$/.test(v)) {
+      const hops = Number(v);
+      if (hops > 100) {
+        ctx.addIssue({ code: 'custom', message: `${v} proxy hops is not plausible (at most 100)` });
+        return z.NEVER;
+      }
+      return hops;
+    }
+    const items = v
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean);
+    for (const item of items) {
+      if (!TRUST_PROXY_NAMES.has(item) && !isAddressOrCidr(item)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${item}" is not a hop count, an IP address or a CIDR like 10.0.0.0/8 or fd00::/8`,
+        });
+        return z.NEVER;
+      }
+    }
+    return items;
   });
+
+/** `true`/`false` (also 1/0, yes/no, on/off); unset or empty: `false`, the strict choice. */
+const flag = optionalText.pipe(z.stringbool().optional()).transform((v) => v ?? false);
+
+/** Words that mark a JWT_SECRET as a placeholder or a made-up phrase rather than random bytes. */
+const PLACEHOLDER_WORDS = [
+  'changeme',
+  'replaceme',
+  'secret',
+  'example',
+  'password',
+  'passw0rd',
+  'placeholder',
+  'insecure',
+  'default',
+  'sample',
+  'velro',
+];
+
+export const JWT_SECRET_MIN_LENGTH = 43;
+export const JWT_SECRET_MIN_BITS = 256;
+
+/**
+ * A conservative estimate of a secret's randomness, in bits: length × log2(size of the character
+ * classes it uses: a-z 26, A-Z 26, 0-9 10, anything else 33). A passphrase (words and numbers
+ * between separators) counts ~13 bits per word instead (a diceware word is 12.9).
+ */
+export function estimateSecretBits(secret: string): number {
+  const chars = [...secret];
+  let pool = 0;
+  if (chars.some((c) => c >= 'a' && c <= 'z')) pool += 26;
+  if (chars.some((c) => c >= 'A' && c <= 'Z')) pool += 26;
+  if (chars.some((c) => c >= '0' && c <= '9')) pool += 10;
+  if (chars.some((c) => !/[a-zA-Z0-9]/.test(c))) pool += 33;
+  const classBits = pool > 1 ? chars.length * Math.log2(pool) : 0;
+  const tokens = secret.split(/[\s\-_.,;:!?'"]+/).filter(Boolean);
+  if (tokens.length >= 3 && tokens.every((t) => /^[a-zA-Z]+$|^\d+$/.test(t))) {
+    const phraseBits = tokens.reduce((n, t) => n + (/^\d/.test(t) ? t.length * Math.log2(10) : 13), 0);
+    return Math.min(classBits, phraseBits);
+  }
+  return classBits;
+}
+
+/** Shannon entropy of the string's own character frequencies, in bits per character. */
+function shannonPerChar(secret: string): number {
+  const chars = [...secret];
+  const counts = new Map<string, number>();
+  for (const c of chars) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) bits -= (n / chars.length) * Math.log2(n / chars.length);
+  return bits;
+}
+
+/** The shortest period of a string that repeats a shorter unit (`abcabcab` → 3), else its length. */
+function period(s: string): number {
+  for (let p = 1; p <= s.length / 2; p++) {
+    let repeats = true;
+    for (let i = p; i < s.length && repeats; i++) repeats = s[i] === s[i - p];
+    if (repeats) return p;
+  }
+  return s.length;
+}
+
+/** Why a production JWT_SECRET is not good enough, or undefined when it is. */
+export function jwtSecretProblem(secret: string | undefined): string | undefined {
+  if (!secret) return 'required when NODE_ENV=production';
+  const folded = secret.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const word = PLACEHOLDER_WORDS.find((w) => folded.includes(w));
+  if (word) return `looks like a placeholder (contains "${word}")`;
+  if ([...secret].length < JWT_SECRET_MIN_LENGTH)
+    return `is shorter than ${JWT_SECRET_MIN_LENGTH} characters`;
+  // Random base64 or hex has at least ~3.3 bits per character; repeats and patterns far less.
+  if (shannonPerChar(secret) < 3 || period(secret) <= secret.length / 2)
+    return 'is too repetitive to be random';
+  const bits = Math.floor(estimateSecretBits(secret));
+  if (bits < JWT_SECRET_MIN_BITS)
+    return `carries about ${bits} bits of randomness, fewer than ${JWT_SECRET_MIN_BITS}`;
+  return undefined;
+}
 
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** The owner login: migrations (and provisioning the two logins below) only. */
   DATABASE_URL: optionalUrl,
-  /** Role the API and worker act as; owns nothing and cannot bypass row-level security. */
-  DATABASE_APP_ROLE: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_]*$/, 'must be a plain lower-case SQL identifier')
-    .default('velro_app'),
+  /** The velro_app login (API, worker): no superuser, no BYPASSRLS, owns nothing, member of nothing. */
+  DATABASE_APP_URL: optionalUrl,
+  /** The velro_system login (worker's reconciler, admin commands, ledger check): acts across users. */
+  DATABASE_SYSTEM_URL: optionalUrl,
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   TEMPORAL_ADDRESS: optionalText,
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -185,14 +307,15 @@ export const configSchema = z.object({
     .max(30 * 86_400)
     .default(86_400),
   /**
-   * Whether webhooks may target loopback, private, link-local... addresses. Default: yes outside
-   * production (development and tests receive locally), no in production. Production also always
-   * requires https.
+   * Development relaxations, each off unless set, whatever NODE_ENV says (`npm start` and the tests
+   * turn them on): webhooks to loopback, private, link-local... addresses; webhooks over plain http;
+   * provider outputs downloaded from loopback (http or https, any port).
    */
-  WEBHOOK_ALLOW_PRIVATE_URLS: z
-    .enum(['true', 'false', '1', '0'])
-    .optional()
-    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+  WEBHOOK_ALLOW_PRIVATE_URLS: flag,
+  WEBHOOK_ALLOW_HTTP: flag,
+  PROVIDER_OUTPUT_ALLOW_LOOPBACK: flag,
+  /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
+  METRICS_TOKEN: optionalText,
 });
 
 export type Config = z.infer<typeof configSchema> & { dataDir: string };
@@ -213,8 +336,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (config.VELRO_PROVIDER === 'replicate' && !config.REPLICATE_API_TOKEN) {
     throw new ConfigError('Invalid configuration:\n  VELRO_PROVIDER: replicate needs REPLICATE_API_TOKEN');
   }
-  if (config.NODE_ENV === 'production' && !config.JWT_SECRET) {
-    throw new ConfigError('Invalid configuration:\n  JWT_SECRET: required when NODE_ENV=production');
+  const secretProblem = config.NODE_ENV === 'production' ? jwtSecretProblem(config.JWT_SECRET) : undefined;
+  if (secretProblem) {
+    throw new ConfigError(
+      `Invalid configuration:\n  JWT_SECRET: ${secretProblem}; in production it must be at least 256 ` +
+        'random bits: make one with `openssl rand -base64 48`',
+    );
   }
   return { ...config, dataDir: path.resolve(config.VELRO_DATA_DIR) };
 }

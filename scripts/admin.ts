@@ -1,5 +1,5 @@
 // `npm run admin -- <command> [options]`: operator commands that act across users, as velro_system.
-// Reaches the database through DATABASE_URL, else the running `npm start` stack on VELRO_DATA_DIR.
+// Logs in as velro_system through DATABASE_SYSTEM_URL, else the running `npm start` stack on VELRO_DATA_DIR.
 //
 // Exit codes: 0 done · 1 refused (unknown user, ledger refusal) or failed · 2 cannot connect ·
 // 64 bad usage (unknown command or option, bad amount, bad date).
@@ -8,11 +8,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Role } from '../lib/auth/jwt';
 import { setUserRole } from '../lib/auth/roles';
 import { loadConfig } from '../lib/config';
-import { withSystemTx, type Db } from '../lib/db/pool';
+import { withSystemTx, type SystemDb } from '../lib/db/pool';
 import { LedgerError } from '../lib/ledger/errors';
 import * as ledger from '../lib/ledger/ledger';
 import { resolveEndpoints } from '../lib/runtime/endpoints';
-import { createDb } from '../lib/runtime/services';
+import { createSystemDb } from '../lib/runtime/services';
 
 const EXIT = { ok: 0, refused: 1, unreachable: 2, usage: 64 } as const;
 
@@ -32,7 +32,7 @@ interface Command {
   summary: string;
   options: NonNullable<ParseArgsConfig['options']>;
   /** Checks the parsed options and returns the work to do against the database. */
-  prepare(values: Record<string, unknown>): (db: Db) => Promise<string>;
+  prepare(values: Record<string, unknown>): (db: SystemDb) => Promise<string>;
 }
 
 const MAX_GRANT = 1_000_000_000;
@@ -119,13 +119,12 @@ const COMMANDS: Record<string, Command> = {
 
 function help(): string {
   const lines = Object.values(COMMANDS).map((c) => `  npm run admin -- ${c.usage}\n      ${c.summary}`);
-  return `usage:\n${lines.join('\n')}\n\nDATABASE_URL, or a running \`npm start\` stack on VELRO_DATA_DIR (.data).`;
+  return `usage:\n${lines.join('\n')}\n\nDATABASE_SYSTEM_URL, or a running \`npm start\` stack on VELRO_DATA_DIR (.data).`;
 }
 
-/** DATABASE_URL if set (admin commands need no Temporal), else that of the running `npm start` stack. */
+/** DATABASE_SYSTEM_URL if set (admin commands need no Temporal), else that of the running `npm start` stack. */
 function databaseUrl(): string {
-  const config = loadConfig();
-  return config.DATABASE_URL ?? resolveEndpoints(config).databaseUrl;
+  return resolveEndpoints(loadConfig(), { system: true }).systemDatabaseUrl;
 }
 
 async function run(argv: string[]): Promise<string> {
@@ -146,9 +145,9 @@ async function run(argv: string[]): Promise<string> {
   }
   const work = command.prepare(values);
 
-  let db: Db | undefined;
+  let db: SystemDb | undefined;
   try {
-    db = createDb({ ...loadConfig(), DATABASE_POOL_MAX: 1 }, databaseUrl(), 'velro-admin');
+    db = createSystemDb({ ...loadConfig(), DATABASE_POOL_MAX: 1 }, databaseUrl(), 'velro-admin');
     await db.query('SELECT 1');
   } catch (err) {
     await db?.end().catch(() => undefined);

@@ -7,11 +7,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureDemoUser } from '../lib/bootstrap/demo-user';
 import { loadConfig, publicUrl } from '../lib/config';
 import { formatLogLine } from '../lib/runtime/log-format';
-import { createDb } from '../lib/runtime/services';
+import { createSystemDb } from '../lib/runtime/services';
 import { startStack } from '../lib/runtime/embedded-stack';
 import { removeStackInfo, writeStackInfo } from '../lib/runtime/stack-file';
 
 const ROOT = path.resolve(__dirname, '..');
+/** Turned on for the worker and the API that `npm start` runs, unless set in its environment. */
+const DEV_RELAXATIONS = [
+  'WEBHOOK_ALLOW_PRIVATE_URLS',
+  'WEBHOOK_ALLOW_HTTP',
+  'PROVIDER_OUTPUT_ALLOW_LOOPBACK',
+];
 const print = (component: string, line: string) =>
   process.stdout.write(`${formatLogLine(component, line)}\n`);
 
@@ -61,23 +67,43 @@ async function main() {
     temporalAddress: config.TEMPORAL_ADDRESS,
     namespace: config.TEMPORAL_NAMESPACE,
     wellKnownPorts: true,
+    signupCredits: config.SIGNUP_CREDITS,
     uiPort: config.TEMPORAL_ADDRESS ? false : config.TEMPORAL_UI_PORT,
     log: (component, line) => {
       if (component !== 'postgres' || /ERROR|FATAL|PANIC/.test(line)) print(component, line);
     },
   });
   await writeStackInfo(config.dataDir, {
-    databaseUrl: stack.databaseUrl,
+    appDatabaseUrl: stack.appDatabaseUrl,
+    systemDatabaseUrl: stack.systemDatabaseUrl,
     temporalAddress: stack.temporalAddress,
     pid: process.pid,
   });
 
-  const db = createDb(config, stack.databaseUrl, 'velro-launcher');
+  const db = createSystemDb(config, stack.systemDatabaseUrl, 'velro-launcher');
   const demo = await ensureDemoUser(db, config.dataDir);
   await db.end();
 
-  const env = { ...process.env, DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporalAddress };
-  const children = [startChild('worker', 'worker/main.ts', env), startChild('api', 'api/server.ts', env)];
+  // Each child gets only its own logins, never the owner's: the stack has migrated already.
+  const {
+    DATABASE_URL: _owner,
+    DATABASE_APP_URL: _app,
+    DATABASE_SYSTEM_URL: _system,
+    ...parent
+  } = process.env;
+  const env: NodeJS.ProcessEnv = {
+    ...parent,
+    DATABASE_APP_URL: stack.appDatabaseUrl,
+    TEMPORAL_ADDRESS: stack.temporalAddress,
+  };
+  // Local receivers and local fake providers work under `npm start`; everywhere else these stay
+  // off unless set. What the user set (even to false) wins.
+  const childEnv: NodeJS.ProcessEnv = env;
+  for (const name of DEV_RELAXATIONS) if (!childEnv[name]?.trim()) childEnv[name] = 'true';
+  const children = [
+    startChild('worker', 'worker/main.ts', { ...env, DATABASE_SYSTEM_URL: stack.systemDatabaseUrl }),
+    startChild('api', 'api/server.ts', env),
+  ];
 
   let stopping = false;
   const shutdown = async (reason: string, code: number) => {

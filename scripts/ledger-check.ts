@@ -3,19 +3,18 @@
 import { loadConfig } from '../lib/config';
 import { checkLedgerReport } from '../lib/ledger/check';
 import { resolveEndpoints } from '../lib/runtime/endpoints';
-import { createDb } from '../lib/runtime/services';
+import { createSystemDb } from '../lib/runtime/services';
 
-/** DATABASE_URL if set (this needs no Temporal), else the database of the running `npm start` stack. */
+/** DATABASE_SYSTEM_URL if set (this needs no Temporal), else the velro_system login of the running `npm start` stack. */
 function databaseUrl(): string {
-  const config = loadConfig();
-  return config.DATABASE_URL ?? resolveEndpoints(config).databaseUrl;
+  return resolveEndpoints(loadConfig(), { system: true }).systemDatabaseUrl;
 }
 
 async function main(): Promise<number> {
   let db;
   try {
     const config = loadConfig();
-    db = createDb({ ...config, DATABASE_POOL_MAX: 1 }, databaseUrl(), 'velro-ledger-check');
+    db = createSystemDb({ ...config, DATABASE_POOL_MAX: 1 }, databaseUrl(), 'velro-ledger-check');
     await db.query('SELECT 1');
   } catch (err) {
     console.error(

@@ -42,13 +42,16 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
 
 export function activityDeps(
   config: Config,
-  parts: Pick<ActivityDeps, 'db' | 'storage' | 'providers' | 'workflowState'>,
+  parts: Pick<
+    ActivityDeps,
+    'db' | 'systemDb' | 'storage' | 'providers' | 'workflowState' | 'stoppedGenerations'
+  >,
 ): ActivityDeps {
   return {
     ...parts,
     maxOutputBytes: 512 * 1024 * 1024,
     downloadTimeoutMs: 5 * 60 * 1000,
-    allowLoopbackOutputs: config.NODE_ENV !== 'production',
+    allowLoopbackOutputs: config.PROVIDER_OUTPUT_ALLOW_LOOPBACK,
     outputHosts: config.PROVIDER_OUTPUT_HOSTS,
     webhooks: webhookDeps(config),
   };

@@ -1,13 +1,13 @@
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
-import { migrate } from '../lib/db/migrate';
+import { checkLogin, prepareDatabase } from '../lib/db/logins';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoints } from '../lib/runtime/endpoints';
-import { createDb, createProviders, createStorage } from '../lib/runtime/services';
+import { createDb, createProviders, createStorage, createSystemDb } from '../lib/runtime/services';
 import { activityDeps, createWorker } from './create-worker';
 import { ensureReconcilerSchedule } from './reconciler-schedule';
-import { workflowStateOf } from './workflow-state';
+import { stoppedGenerationsOf, workflowStateOf } from './workflow-state';
 
 async function main() {
   const config = loadConfig();
@@ -17,12 +17,26 @@ async function main() {
     logger: new DefaultLogger('INFO', ({ level, message, meta }) => log[levels[level]](meta ?? {}, message)),
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } },
   });
-  const { databaseUrl, temporalAddress } = resolveEndpoints(config);
-  // Every process applies pending migrations at start; an advisory lock makes concurrent starts safe.
-  await migrate(databaseUrl);
-  const db = createDb(config, databaseUrl, 'velro-worker', (err) =>
-    log.warn({ err }, 'idle database connection lost'),
-  );
+  // Activities log in as velro_app; the reconciler's system paths as velro_system.
+  const { appDatabaseUrl, systemDatabaseUrl, temporalAddress } = resolveEndpoints(config, {
+    app: true,
+    system: true,
+    temporal: true,
+  });
+  // Given the owner login, apply pending migrations (an advisory lock makes concurrent starts safe);
+  // without it, the database is migrated already.
+  if (config.DATABASE_URL) {
+    await prepareDatabase(config.DATABASE_URL, {
+      appDatabaseUrl,
+      systemDatabaseUrl,
+      signupCredits: config.SIGNUP_CREDITS,
+    });
+  }
+  const onError = (err: Error) => log.warn({ err }, 'idle database connection lost');
+  const db = createDb(config, appDatabaseUrl, 'velro-worker', onError);
+  const systemDb = createSystemDb(config, systemDatabaseUrl, 'velro-worker-system', onError);
+  await checkLogin(db, 'velro_app');
+  await checkLogin(systemDb, 'velro_system');
   const connection = await NativeConnection.connect({ address: temporalAddress });
   const clientConnection = await Connection.connect({
     address: temporalAddress,
@@ -34,9 +48,11 @@ async function main() {
     connection,
     deps: activityDeps(config, {
       db,
+      systemDb,
       storage: createStorage(config),
       providers: createProviders(config),
       workflowState: workflowStateOf(client),
+      stoppedGenerations: stoppedGenerationsOf(client),
     }),
   });
   const schedule = await ensureReconcilerSchedule(client, config.TEMPORAL_TASK_QUEUE);
@@ -47,6 +63,7 @@ async function main() {
   await clientConnection.close();
   await connection.close();
   await db.end();
+  await systemDb.end();
   log.info('worker stopped');
 }
 

@@ -59,6 +59,12 @@ export interface ProviderEvent {
 }
 
 export const admissionUpdate = defineUpdate<Admission>('admission');
+/**
+ * Cancels the generation, unless it is past its point of no return (the provider reported success:
+ * it will be stored and charged); then the update is rejected with an ApplicationFailure of type
+ * `not_cancelable`, and nothing is recorded in the workflow's history.
+ */
+export const cancelUpdate = defineUpdate<void>('cancel');
 export const providerEventSignal = defineSignal<[ProviderEvent]>('providerEvent');
 export const progressQuery = defineQuery<Progress>('progress');
 

@@ -17,6 +17,7 @@ import {
 import type { createActivities } from '../activities';
 import {
   admissionUpdate,
+  cancelUpdate,
   progressQuery,
   providerEventSignal,
   StatusKey,
@@ -82,9 +83,16 @@ const { createWebhookEvent } = proxyActivities<Activities>({
 });
 
 const POLL_MAX_INTERVAL_MS = 15_000;
+const TERMINAL = new Set<GenerationStatus>(['succeeded', 'failed', 'canceled']);
 
 /** Generations started before webhooks existed end without notifying (their histories have no such step). */
 export const WEBHOOKS_PATCH = 'outgoing-webhooks';
+
+/**
+ * From the provider's success on, a cancel no longer applies: the outputs are stored (retried, never
+ * abandoned) and charged. Generations started before this existed stored cancellably, as they did.
+ */
+export const POINT_OF_NO_RETURN_PATCH = 'point-of-no-return';
 
 /**
  * One generation: reserve its credits, run it at the provider, keep its outputs, then commit the
@@ -101,6 +109,10 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     logCount: 0,
   };
 
+  // Everything a cancel may stop; an operator's cancel of the whole workflow reaches it too.
+  const work = new CancellationScope();
+  let pastPointOfNoReturn = false;
+
   setHandler(admissionUpdate, async () => {
     await condition(() => admission !== undefined);
     return admission!;
@@ -108,6 +120,12 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
   setHandler(progressQuery, () => progress);
   setHandler(providerEventSignal, () => {
     providerEventPending = true;
+  });
+  setHandler(cancelUpdate, () => work.cancel(), {
+    validator: () => {
+      const refusal = notCancelable(progress.status, pastPointOfNoReturn);
+      if (refusal) throw ApplicationFailure.nonRetryable(refusal, 'not_cancelable');
+    },
   });
 
   const setStatus = (status: GenerationStatus, stage: string) => {
@@ -129,37 +147,48 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
 
   let requestId: string | undefined;
   try {
-    // A cancel that arrived during admission stops here, before anything is paid for at the provider.
-    if (CancellationScope.current().consideredCancelled) throw new CancelledFailure('canceled before submit');
-    setStatus('running', 'submitting');
-    // Not cancellable: once the job is submitted we must learn its id, to cancel it at the provider.
-    ({ requestId } = await CancellationScope.nonCancellable(() => submitToProvider(input)));
+    const assetIds = await work.run(async () => {
+      // A cancel that arrived during admission stops here, before anything is paid for at the provider.
+      if (CancellationScope.current().consideredCancelled)
+        throw new CancelledFailure('canceled before submit');
+      setStatus('running', 'submitting');
+      // Not cancellable: once the job is submitted we must learn its id, to cancel it at the provider.
+      ({ requestId } = await CancellationScope.nonCancellable(() => submitToProvider(input)));
 
-    setStatus('running', 'waiting for provider');
-    const deadline = Date.now() + input.deadlineSeconds * 1000;
-    let interval = input.pollInitialMs;
-    for (;;) {
-      const status = await checkProvider({ ...input, requestId });
-      progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
-      progress.logs = [...progress.logs, ...status.logs].slice(-50);
-      progress.logCount += status.logs.length;
-      if (status.state === 'failed')
-        throw ApplicationFailure.nonRetryable(status.error.message, status.error.code);
-      if (status.state === 'succeeded') break;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw ApplicationFailure.nonRetryable(
-          `the provider did not finish within ${input.deadlineSeconds} s`,
-          'provider_timeout',
-        );
+      setStatus('running', 'waiting for provider');
+      const deadline = Date.now() + input.deadlineSeconds * 1000;
+      let interval = input.pollInitialMs;
+      for (;;) {
+        const status = await checkProvider({ ...input, requestId });
+        progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
+        progress.logs = [...progress.logs, ...status.logs].slice(-50);
+        progress.logCount += status.logs.length;
+        if (status.state === 'failed')
+          throw ApplicationFailure.nonRetryable(status.error.message, status.error.code);
+        if (status.state === 'succeeded') break;
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw ApplicationFailure.nonRetryable(
+            `the provider did not finish within ${input.deadlineSeconds} s`,
+            'provider_timeout',
+          );
+        }
+        await condition(() => providerEventPending, Math.min(interval, left));
+        providerEventPending = false;
+        interval = Math.min(interval * 1.5, POLL_MAX_INTERVAL_MS);
       }
-      await condition(() => providerEventPending, Math.min(interval, left));
-      providerEventPending = false;
-      interval = Math.min(interval * 1.5, POLL_MAX_INTERVAL_MS);
-    }
 
-    setStatus('running', 'storing outputs');
-    const assetIds = await storeOutputs({ ...input, requestId });
+      const store = () => storeOutputs({ ...input, requestId: requestId! });
+      if (patched(POINT_OF_NO_RETURN_PATCH)) {
+        // The provider has been paid: from here on the generation is stored and charged, whatever
+        // cancel arrives (the cancel update refuses, a workflow cancel waits behind this scope).
+        pastPointOfNoReturn = true;
+        setStatus('running', 'storing outputs');
+        return CancellationScope.nonCancellable(store);
+      }
+      setStatus('running', 'storing outputs');
+      return store();
+    });
 
     // Once the outputs are kept, a cancel no longer applies: settle the charge whatever happens.
     await CancellationScope.nonCancellable(() =>
@@ -171,7 +200,9 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     return { status: 'succeeded', assetIds };
   } catch (err) {
     const canceled = isCancellation(err);
-    const error = canceled ? { code: 'canceled', message: 'The generation was canceled.' } : failureOf(err);
+    const error = canceled
+      ? { code: 'canceled', message: 'The generation was canceled.' }
+      : failureOf(err, input);
     log.info('generation failed; refunding', { generationId: input.generationId, code: error.code });
     // Refund even though the workflow itself may be canceled.
     await CancellationScope.nonCancellable(async () => {
@@ -237,6 +268,15 @@ function afterHandlers(): Promise<void> {
   return CancellationScope.nonCancellable(() => condition(allHandlersFinished));
 }
 
+/** Why a cancel no longer applies, or undefined when it still does. */
+function notCancelable(status: GenerationStatus, pastPointOfNoReturn: boolean): string | undefined {
+  if (status === 'succeeded') return 'This generation has already succeeded and was charged.';
+  if (TERMINAL.has(status)) return 'This generation has already ended.';
+  if (pastPointOfNoReturn)
+    return 'The provider has finished this generation: it is being stored and charged.';
+  return undefined;
+}
+
 function rejection(err: unknown): Admission & { admitted: false } {
   const cause = applicationFailureIn(err);
   if (cause?.type === 'InsufficientCredits') {
@@ -245,15 +285,22 @@ function rejection(err: unknown): Admission & { admitted: false } {
   return { admitted: false, code: 'unavailable', message: 'Credits could not be reserved; try again.' };
 }
 
-/** A machine-readable reason from an activity or provider failure. */
-function failureOf(err: unknown): GenerationError {
+/**
+ * A machine-readable reason from an activity or provider failure. Activities name the failures they
+ * mean with snake_case codes and messages written for clients; anything else is unexpected, and its
+ * message (paths, SQL, stack) goes to the worker's log, never to the client.
+ */
+function failureOf(err: unknown, input: GenerationInput): GenerationError {
   const e = applicationFailureIn(err);
-  if (e) {
-    // Activities name their failures with snake_case codes; anything else is an unexpected error.
-    const code = e.type && /^[a-z][a-z0-9_]*$/.test(e.type) ? e.type : 'internal_error';
-    return { code, message: e.message };
-  }
-  return { code: 'internal_error', message: err instanceof Error ? err.message : String(err) };
+  if (e?.type && /^[a-z][a-z0-9_]*$/.test(e.type)) return { code: e.type, message: e.message };
+  log.error('generation failed with an unexpected error', {
+    generationId: input.generationId,
+    error: err instanceof Error ? `${err.message}${e && e !== err ? `: ${e.message}` : ''}` : String(err),
+  });
+  return {
+    code: 'internal_error',
+    message: `Something went wrong on our side with generation ${input.generationId}; its credits were refunded.`,
+  };
 }
 
 /** The ApplicationFailure an activity threw, under the ActivityFailure that wraps it. */

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ApiError, problem } from '../errors';
+import { lingerOnClose, MAX_URL_LENGTH } from '../limits';
 
 /** Every error leaves as application/problem+json with a stable code; a 5xx never leaks internals. */
 export default fp(
@@ -41,6 +42,29 @@ export default fp(
       }
       req.log.error({ err }, 'unhandled error');
       return send(500, problem(500, 'internal_error', 'Something went wrong on our side.', req.id));
+    });
+
+    // A URL short enough for Node's header limit may still be longer than any this API issues.
+    app.addHook('onRequest', async (req) => {
+      if (req.url.length > MAX_URL_LENGTH) {
+        throw new ApiError(
+          414,
+          'uri_too_long',
+          `The request URL is longer than ${MAX_URL_LENGTH} characters.`,
+        );
+      }
+    });
+
+    // Answered before the client finished sending its body (413 on content-length, 401 before the
+    // body is read...): close the connection, but only once the client had a chance to read the
+    // answer. Closing at once, with its bytes still arriving, resets the connection, and a reset
+    // can discard the answer on the client's side before it is read.
+    app.addHook('onSend', async (req, reply, payload) => {
+      if (req.raw.complete === false && req.raw.socket) {
+        reply.header('connection', 'close');
+        lingerOnClose(req.raw.socket);
+      }
+      return payload;
     });
 
     app.setNotFoundHandler((req, reply) => {

@@ -1,8 +1,22 @@
-import type { FastifyInstance } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ApiError } from '../errors';
 
-/** Prometheus metrics at /metrics: request counts and latencies by route, plus process metrics. */
+const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+
+/** Whether the request carries `Authorization: Bearer <token>`, compared in constant time. */
+function hasToken(req: FastifyRequest, expected: Buffer): boolean {
+  const match = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? '');
+  // Digests of equal length, so neither the comparison nor its length check leaks the token.
+  return timingSafeEqual(digest(match?.[1] ?? ''), expected) && match !== null;
+}
+
+/**
+ * Prometheus metrics at /metrics: request counts and latencies by route, plus process metrics.
+ * With METRICS_TOKEN set, only `Authorization: Bearer <METRICS_TOKEN>` gets them.
+ */
 export default fp(
   async function metrics(app: FastifyInstance) {
     const registry = new Registry();
@@ -25,9 +39,16 @@ export default fp(
       requests.inc({ method: req.method, route, status: reply.statusCode });
       latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
     });
-    app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_req, reply) =>
-      reply.type(registry.contentType).send(await registry.metrics()),
-    );
+    const token = app.config.METRICS_TOKEN;
+    const expected = token ? digest(token) : undefined;
+    app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (req, reply) => {
+      if (expected && !hasToken(req, expected)) {
+        throw new ApiError(401, 'unauthorized', 'Send `Authorization: Bearer <METRICS_TOKEN>`.', {
+          headers: { 'www-authenticate': 'Bearer realm="velro-metrics"' },
+        });
+      }
+      return reply.type(registry.contentType).send(await registry.metrics());
+    });
   },
   { name: 'metrics' },
 );

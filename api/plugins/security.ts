@@ -6,7 +6,7 @@ import fp from 'fastify-plugin';
 import { ApiError } from '../errors';
 
 /** Routes that infrastructure polls; never rate-limited. */
-const UNLIMITED_ROUTES = new Set(['/health', '/ready', '/metrics']);
+export const UNLIMITED_ROUTES = new Set(['/health', '/ready', '/metrics']);
 
 /** The rate-limit bucket of an anonymous request: its client address (a /64 for IPv6). */
 export const ipKey = (req: FastifyRequest) => `ip:${normalizeIP(req.ip)}`;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { examples } from '../schemas/examples';
-import { withSystemTx } from '../../lib/db/pool';
+import { withUserTx } from '../../lib/db/pool';
 import { LedgerError } from '../../lib/ledger/errors';
 import * as ledger from '../../lib/ledger/ledger';
 import { ApiError } from '../errors';
@@ -68,8 +68,9 @@ const admin: FastifyPluginAsyncZod = async (app) => {
       const body = req.body;
       let t: ledger.Transfer;
       try {
-        t = await withSystemTx(app.db, (tx) =>
-          ledger.grant(tx, {
+        // As the admin (app.user_id): admin_grant_credits checks that role in the database too.
+        t = await withUserTx(app.db, callerOf(req).id, (tx) =>
+          ledger.adminGrant(tx, {
             id: body.id ?? randomUUID(),
             userId: body.userId,
             amount: body.credits,
@@ -82,6 +83,10 @@ const admin: FastifyPluginAsyncZod = async (app) => {
           const [status, code] = CODES[err.code];
           const detail = err.code === 'not_found' ? `User ${body.userId} not found` : err.message;
           throw new ApiError(status, code, detail);
+        }
+        // Demoted between the check above and the grant.
+        if ((err as { code?: string }).code === '42501') {
+          throw new ApiError(403, 'forbidden', 'Only admins may grant credits.');
         }
         // The same client-chosen id raced for two different users: the second insert loses.
         if ((err as { code?: string }).code === '23505') {

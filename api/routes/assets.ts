@@ -2,7 +2,8 @@ import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { checkAssetSignature } from '../../lib/auth/signed-urls';
-import { withSystemTx, withUserTx, type Tx } from '../../lib/db/pool';
+import { SERVABLE_MEDIA_TYPES } from '../../lib/media/probe';
+import { withUserTx, type Tx } from '../../lib/db/pool';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import { errorResponses, idParams, problemSchema } from '../schemas/common';
@@ -13,9 +14,14 @@ interface AssetRow {
   sha256: string;
 }
 
+// Only outputs of a generation that succeeded (and so was charged) are served.
 const findAsset = (tx: Tx, id: string) =>
   tx
-    .query<AssetRow>('SELECT storage_key, content_type, sha256 FROM assets WHERE id = $1', [id])
+    .query<AssetRow>(
+      `SELECT a.storage_key, a.content_type, a.sha256 FROM assets a JOIN generations g ON g.id = a.generation_id
+       WHERE a.id = $1 AND g.status = 'succeeded'`,
+      [id],
+    )
     .then((r) => r.rows[0]);
 
 const assets: FastifyPluginAsyncZod = async (app) => {
@@ -38,7 +44,17 @@ const assets: FastifyPluginAsyncZod = async (app) => {
           expires: z.coerce.number().int().positive().optional(),
           signature: z.string().max(100).optional(),
         }),
-        response: { 403: problemSchema, ...errorResponses },
+        response: {
+          200: {
+            description: 'The stored file, with its media type, `etag` (its SHA-256) and `cache-control`',
+            content: {
+              'image/*': { schema: z.string().meta({ contentMediaType: 'image/*' }) },
+              'video/*': { schema: z.string().meta({ contentMediaType: 'video/*' }) },
+            },
+          },
+          403: problemSchema,
+          ...errorResponses,
+        },
       },
     },
     async (req, reply) => {
@@ -54,13 +70,16 @@ const assets: FastifyPluginAsyncZod = async (app) => {
             check === 'expired' ? 'This link has expired.' : 'Invalid link signature.',
           );
         }
-        // The signature is the authorisation: a system read, by id only.
-        asset = await withSystemTx(app.db, (tx) => findAsset(tx, id));
+        // The signature is the authorisation: a read by id only, of a succeeded generation's output.
+        asset = (
+          await app.db.query<AssetRow>('SELECT storage_key, content_type, sha256 FROM signed_asset($1)', [id])
+        ).rows[0];
       } else {
         await app.authenticate(req);
         asset = await withUserTx(app.db, callerOf(req).id, (tx) => findAsset(tx, id));
       }
-      if (!asset) throw notFound('Asset');
+      // Stored only when probed as media; checked again so nothing else is ever served from this origin.
+      if (!asset || !SERVABLE_MEDIA_TYPES.has(asset.content_type)) throw notFound('Asset');
       const object = await app.storage.get(asset.storage_key);
       if (!object) throw notFound('Asset content');
       // A stream is sent as is; the response schemas above describe only the errors.

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { examples, sessionExample } from '../schemas/examples';
@@ -9,11 +8,10 @@ import {
   passwordProblem,
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
-  verifyPassword,
+  passwordCandidate,
   warmUpPasswords,
 } from '../../lib/auth/passwords';
-import { withSystemTx, withUserTx, type Tx } from '../../lib/db/pool';
-import * as ledger from '../../lib/ledger/ledger';
+import { withUserTx, type Tx } from '../../lib/db/pool';
 import { ApiError } from '../errors';
 import { ipKey } from '../plugins/security';
 import { problemSchema } from '../schemas/common';
@@ -43,7 +41,8 @@ const email = z
   .toLowerCase()
   .max(254, { message: 'must be at most 254 characters' })
   .pipe(z.email({ message: 'must be an email address' }))
-  .meta({ format: 'email', maxLength: 254 });
+  // What the pipe checks (after the trim), as the document says it: zod's email pattern.
+  .meta({ format: 'email', maxLength: 254, pattern: z.regexes.email.source });
 
 const registerBody = z
   .strictObject({
@@ -132,25 +131,14 @@ const auth: FastifyPluginAsyncZod = async (app) => {
         });
       }
       const passwordHash = await hashPassword(password);
-      const signupCredits = app.config.SIGNUP_CREDITS;
-      // A system path: the user does not exist yet, so there is no app.user_id to scope to.
-      const user = await withSystemTx(app.db, async (tx) => {
-        const { rows } = await tx.query<{ id: string | null }>('SELECT create_user($1, $2) AS id', [
-          email,
-          passwordHash,
-        ]);
-        const id = rows[0]?.id;
-        if (!id) return undefined;
-        if (signupCredits > 0) {
-          await ledger.grant(tx, {
-            id: randomUUID(),
-            userId: id,
-            amount: signupCredits,
-            reason: 'sign-up credits',
-          });
-        }
-        return loadUser(tx, id);
-      });
+      // The user does not exist yet, so there is no app.user_id: register_user makes a plain user
+      // and grants the sign-up credits the settings say (SIGNUP_CREDITS, written at provisioning).
+      const { rows } = await app.db.query<{ id: string | null }>('SELECT register_user($1, $2) AS id', [
+        email,
+        passwordHash,
+      ]);
+      const id = rows[0]?.id;
+      const user = id ? await withUserTx(app.db, id, (tx) => loadUser(tx, id)) : undefined;
       if (!user) throw new ApiError(409, 'email_taken', 'An account with this email already exists.');
       req.log.info({ userId: user.id }, 'account created');
       return reply.status(201).send(session(user));
@@ -180,25 +168,31 @@ const auth: FastifyPluginAsyncZod = async (app) => {
     },
     async (req) => {
       const { email, password } = req.body;
-      const { rows } = await app.db.query<{ id: string; password_hash: string | null }>(
-        'SELECT id, password_hash FROM find_user_by_email($1)',
+      // The database never hands out a hash: only its parameters and salt (a dummy for an unknown
+      // email), so Node derives the candidate and the database compares it.
+      const { rows } = await app.db.query<{ params: string; key_bytes: number }>(
+        'SELECT params, key_bytes FROM auth_password_params($1)',
         [email],
       );
       const found = rows[0];
       // Always one full scrypt, whether or not the account exists or has a password.
-      const ok = await verifyPassword(password, found?.password_hash);
-      if (!ok || !found?.password_hash) throw invalidCredentials();
-      const stored = found.password_hash;
-      const user = await withUserTx(app.db, found.id, (tx) => loadUser(tx, found.id));
+      const candidate = found ? await passwordCandidate(password, found.params, found.key_bytes) : undefined;
+      const match = candidate
+        ? (
+            await app.db.query<{ user_id: string }>('SELECT user_id FROM auth_password_check($1, $2)', [
+              email,
+              candidate,
+            ])
+          ).rows[0]
+        : undefined;
+      if (!match || !candidate) throw invalidCredentials();
+      const user = await withUserTx(app.db, match.user_id, (tx) => loadUser(tx, match.user_id));
       if (!user) throw invalidCredentials();
-      if (needsRehash(stored)) {
+      if (needsRehash(candidate)) {
         const upgraded = await hashPassword(password);
-        await withSystemTx(app.db, (tx) =>
-          tx.query('UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3', [
-            user.id,
-            upgraded,
-            stored,
-          ]),
+        // Acts for app.user_id only, and only with the current hash in hand.
+        await withUserTx(app.db, user.id, (tx) =>
+          tx.query('SELECT auth_password_rehash($1, $2)', [candidate, upgraded]),
         );
       }
       return session(user);

@@ -32,7 +32,13 @@ const events: FastifyPluginAsyncZod = async (app) => {
           'keep proxies from cutting the stream.',
         params: idParams,
         headers: z.object({ 'last-event-id': z.string().max(100).optional() }),
-        response: { 200: z.string().describe('text/event-stream'), ...errorResponses },
+        response: {
+          200: {
+            description: 'The event stream: `retry`, then `status`, `progress` and `done` events',
+            content: { 'text/event-stream': { schema: z.string() } },
+          },
+          ...errorResponses,
+        },
       },
     },
     async (req, reply) => {

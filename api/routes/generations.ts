@@ -1,10 +1,8 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { examples } from '../schemas/examples';
 import { MODEL_IDS } from '../../lib/catalog/models';
 import { withUserTx } from '../../lib/db/pool';
-import { generationWorkflowId } from '../../workflows/definitions';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
@@ -22,6 +20,7 @@ import {
   toView,
   type GenerationRow,
 } from '../services/generation-view';
+import { cancelGeneration } from '../services/cancel-generation';
 import { submitGeneration, waitUntilDone } from '../services/submit-generation';
 import { assertWebhookUrl } from './webhooks';
 import { publicUrl } from '../../lib/config';
@@ -186,29 +185,30 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['generations'],
         summary: 'Cancel a generation',
-        description: 'Stops the generation in whatever stage it is and refunds its credits. Idempotent.',
+        description:
+          'Stops the generation and refunds its credits, in any stage before the provider has ' +
+          'reported success. From then on it is stored and charged, and a cancel answers 409 ' +
+          '`not_cancelable` (also once it has succeeded). Canceling a generation that already ' +
+          'failed or was canceled answers 202 with it as it is.',
         params: idParams,
-        response: { 202: generationSchema, 409: problemSchema, ...errorResponses },
+        response: { 202: generationSchema, 409: problemSchema, 503: problemSchema, ...errorResponses },
       },
     },
     async (req, reply) => {
       const caller = callerOf(req);
       const row = await getOwn(caller.id, req.params.id);
       if (row.status === 'succeeded') {
-        throw new ApiError(
-          409,
-          'already_succeeded',
-          'This generation has already succeeded and was charged.',
-        );
+        throw new ApiError(409, 'not_cancelable', 'This generation has already succeeded and was charged.');
       }
       if (row.status === 'queued' || row.status === 'running') {
-        await app.temporal.workflow
-          .getHandle(generationWorkflowId(row.id))
-          .cancel()
-          .catch((err: unknown) => {
-            // Finished between our read and the cancel: the answer below shows how it ended.
-            if (!(err instanceof WorkflowNotFoundError)) throw err;
-          });
+        try {
+          await cancelGeneration(app.temporal, row.id);
+        } catch (err) {
+          // Refused because it ended meanwhile as failed or canceled: that is what the caller wanted.
+          if (!(err instanceof ApiError && err.code === 'not_cancelable')) throw err;
+          const now = await getOwn(caller.id, row.id);
+          if (now.status !== 'failed' && now.status !== 'canceled') throw err;
+        }
       }
       return reply.status(202).send(view(await getOwn(caller.id, row.id)));
     },

@@ -89,7 +89,7 @@ const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
       }
 
       const { rows } = await app.db.query<{ id: string; status: string }>(
-        'SELECT id, status FROM find_generations_by_provider_request($1, $2)',
+        'SELECT id, status FROM provider_webhook_generations($1, $2)',
         [name, verdict.requestKey],
       );
       let signalled = 0;

@@ -18,11 +18,28 @@ export const problemSchema = z
     examples: [examples.problem],
   });
 
-export const idParams = z.object({ id: z.uuid({ message: 'must be a UUID' }) });
+export const idParams = z.object({
+  id: z.uuid({ message: 'must be a UUID' }).meta({ minLength: 36, maxLength: 36 }),
+});
+
+/**
+ * A cursor is `<created_at as ISO 8601, ms>|<uuid>` (24 + 1 + 36 = 61 bytes) in unpadded base64url:
+ * always 82 characters of the URL-safe alphabet.
+ */
+const CURSOR_LENGTH = 82;
+const CURSOR_PATTERN = /^[A-Za-z0-9_-]{82}$/;
+const CURSOR_TEXT =
+  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export const cursorSchema = z
+  .string()
+  .length(CURSOR_LENGTH, { message: 'not a cursor from this API' })
+  .regex(CURSOR_PATTERN, { message: 'not a cursor from this API' })
+  .describe("The previous page's `nextCursor`, as it was given (opaque)");
 
 export const paginationQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
+  cursor: cursorSchema.optional(),
 });
 
 /** Opaque cursor over (created_at, id), newest first. */
@@ -30,10 +47,14 @@ export function encodeCursor(createdAt: Date, id: string): string {
   return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
 }
 
+/** The position in `cursor`, if it is exactly one `encodeCursor` issues (no other spelling of it). */
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } | undefined {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
-  const createdAt = new Date(at ?? '');
-  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) return undefined;
+  if (!CURSOR_PATTERN.test(cursor)) return undefined;
+  const text = Buffer.from(cursor, 'base64url').toString('latin1');
+  if (!CURSOR_TEXT.test(text)) return undefined;
+  const [at, id] = text.split('|') as [string, string];
+  const createdAt = new Date(at);
+  if (Number.isNaN(createdAt.getTime()) || encodeCursor(createdAt, id) !== cursor) return undefined;
   return { createdAt, id };
 }
 

@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { withSystemTx, type Db } from '../../lib/db/pool';
+import type { Db } from '../../lib/db/pool';
 import { generationWorkflowId, progressQuery, type Progress } from '../../workflows/definitions';
 
 export interface GenerationSnapshot {
@@ -75,20 +75,17 @@ export class GenerationEventHub {
     this.ticking = true;
     try {
       const ids = [...this.listeners.keys()];
-      // A system read: each stream's owner was checked when it was opened.
-      const { rows } = await withSystemTx(this.db, (tx) =>
-        tx.query<{
-          id: string;
-          status: GenerationSnapshot['status'];
-          stage: string;
-          error_code: string | null;
-          error_message: string | null;
-          updated_at: Date;
-        }>(
-          `SELECT id, status, stage, error_code, error_message, updated_at FROM generations WHERE id = ANY($1)`,
-          [ids],
-        ),
-      );
+      // Across users, status fields only: each stream's owner was checked when it was opened.
+      const { rows } = await this.db.query<{
+        id: string;
+        status: GenerationSnapshot['status'];
+        stage: string;
+        error_code: string | null;
+        error_message: string | null;
+        updated_at: Date;
+      }>(`SELECT id, status, stage, error_code, error_message, updated_at FROM generation_statuses($1)`, [
+        ids,
+      ]);
       await Promise.all(
         rows.map(async (row) => {
           const progress = TERMINAL.has(row.status) ? undefined : await this.progressOf(row.id);

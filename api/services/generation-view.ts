@@ -64,6 +64,8 @@ interface Row {
   }[];
 }
 
+// Outputs are listed only once the generation has succeeded, i.e. once it has been charged: one that
+// failed or was canceled (even after some outputs were stored) lists none.
 export const GENERATION_SELECT = `
   SELECT g.id, g.model, g.status, g.stage, g.input, g.project_id, g.credits, g.error_code, g.error_message,
          g.created_at, g.updated_at, g.completed_at,
@@ -71,7 +73,7 @@ export const GENERATION_SELECT = `
          coalesce((SELECT json_agg(json_build_object('id', a.id, 'content_type', a.content_type, 'bytes', a.bytes,
                     'width', a.width, 'height', a.height, 'duration_ms', a.duration_ms, 'sha256', a.sha256)
                     ORDER BY a.position)
-                   FROM assets a WHERE a.generation_id = g.id), '[]') AS assets
+                   FROM assets a WHERE a.generation_id = g.id AND g.status = 'succeeded'), '[]') AS assets
   FROM generations g`;
 
 function creditState(kinds: string[] | null): GenerationView['credits']['state'] {

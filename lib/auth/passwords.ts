@@ -101,6 +101,24 @@ export async function verifyPassword(password: string, stored: string | null | u
   return same && params !== undefined;
 }
 
+/**
+ * The hash `password` would have under stored parameters: `params` is `scrypt$N$r$p$salt` and
+ * `keyBytes` the stored hash's length, as the database hands them out (auth_password_params: it
+ * never hands out a hash). Answers the full `scrypt$N$r$p$salt$hash`, to be compared by the
+ * database; parameters out of bounds get the dummy's work and undefined, so timing stays the same.
+ */
+export async function passwordCandidate(
+  password: string,
+  params: string,
+  keyBytes: number,
+): Promise<string | undefined> {
+  const placeholder = Buffer.alloc(Number.isInteger(keyBytes) && keyBytes > 0 ? keyBytes : 0, 1);
+  const target = parse(`${params}$${placeholder.toString('base64url')}`);
+  const used = target ?? parse(await dummyHash())!;
+  const key = await derive(password, used.salt, used.N, used.r, used.p, used.hash.length);
+  return target ? `${params}$${key.toString('base64url')}` : undefined;
+}
+
 /** True when `stored` was made with weaker parameters than today's: rehash it after a good login. */
 export function needsRehash(stored: string): boolean {
   const params = parse(stored);

@@ -1,4 +1,4 @@
-import { withSystemTx, type Db } from '../db/pool';
+import { withSystemTx, type SystemDb } from '../db/pool';
 import type { Role } from './jwt';
 
 export interface RoleChange {
@@ -13,7 +13,7 @@ export interface RoleChange {
  * undefined when there is no such user. Takes effect on the user's next request, for API keys and
  * login tokens alike: the API reads the role from the database on every request.
  */
-export async function setUserRole(db: Db, email: string, role: Role): Promise<RoleChange | undefined> {
+export async function setUserRole(db: SystemDb, email: string, role: Role): Promise<RoleChange | undefined> {
   return withSystemTx(db, async (tx) => {
     const { rows } = await tx.query<{ id: string; email: string; role: Role; previous_role: Role }>(
       `UPDATE users u SET role = $2

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { generateApiKey, hashApiKey } from '../auth/api-keys';
-import { withSystemTx, type Db } from '../db/pool';
+import { withSystemTx, type SystemDb } from '../db/pool';
 import * as ledger from '../ledger/ledger';
 
 export const DEMO_EMAIL = 'demo@velro.local';
@@ -13,7 +13,10 @@ const DEMO_GRANT_ID = '00000000-0000-4000-8000-00000000de30';
  * On first start: a demo user holding 1,000 credits, with an API key written to
  * `<dataDir>/demo-api-key`. Later starts reuse both.
  */
-export async function ensureDemoUser(db: Db, dataDir: string): Promise<{ email: string; apiKey: string }> {
+export async function ensureDemoUser(
+  db: SystemDb,
+  dataDir: string,
+): Promise<{ email: string; apiKey: string }> {
   const keyFile = path.join(dataDir, 'demo-api-key');
   const saved = await fs.readFile(keyFile, 'utf8').then(
     (s) => s.trim(),

@@ -3,15 +3,25 @@ import pg from 'pg';
 // Postgres int8 (bigint) arrives as text by default; credit amounts fit well inside 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
+/** A pool logged in as velro_app (DATABASE_APP_URL): sees only the rows of app.user_id. */
 export type Db = pg.Pool;
 export type Tx = pg.PoolClient;
 
+declare const systemLogin: unique symbol;
+/**
+ * A pool logged in as velro_system (DATABASE_SYSTEM_URL): the few explicit paths that act across
+ * users (reconciler, admin commands, ledger check, bootstrap). A distinct type, so that an app pool
+ * cannot be handed to withSystemTx by mistake.
+ */
+export type SystemDb = pg.Pool & { readonly [systemLogin]: true };
+
 export interface PoolOptions {
+  /** Carries the login: velro_app for createPool, velro_system for createSystemPool. */
   connectionString: string;
-  /** Role every connection acts as (SET ROLE at connect): the non-owner app role. */
-  role: string;
   max?: number;
   applicationName?: string;
+  /** Let the process exit while the pool's connections are idle (tests' shared pools). */
+  allowExitOnIdle?: boolean;
 }
 
 export function createPool(opts: PoolOptions, onError: (err: Error) => void = () => {}): Db {
@@ -19,12 +29,12 @@ export function createPool(opts: PoolOptions, onError: (err: Error) => void = ()
     connectionString: opts.connectionString,
     max: opts.max ?? 10,
     application_name: opts.applicationName ?? 'velro',
-    options: `-c role=${opts.role}`,
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
     // A statement that runs longer than this is a bug or a lock pile-up; fail it, don't hang.
     statement_timeout: 30_000,
     idle_in_transaction_session_timeout: 60_000,
+    allowExitOnIdle: opts.allowExitOnIdle,
   });
   // An idle pooled connection can be cut (server restart, network); without a listener pg would
   // crash the process. The pool replaces the connection on next use.
@@ -61,7 +71,12 @@ export function withUserTx<T>(db: Db, userId: string, fn: (c: Tx) => Promise<T>)
   return inTransaction(db, (c) => c.query(`SELECT set_config('app.user_id', $1, true)`, [userId]), fn);
 }
 
-/** Runs `fn` as velro_system: the few explicit paths that act across users (reconciler, admin). */
-export function withSystemTx<T>(db: Db, fn: (c: Tx) => Promise<T>): Promise<T> {
-  return inTransaction(db, (c) => c.query('SET LOCAL ROLE velro_system'), fn);
+/** A pool for the velro_system login (no SET ROLE: the login itself is the role). */
+export function createSystemPool(opts: PoolOptions, onError?: (err: Error) => void): SystemDb {
+  return createPool(opts, onError) as SystemDb;
+}
+
+/** Runs `fn` in a transaction of the velro_system login: the paths that act across users. */
+export function withSystemTx<T>(db: SystemDb, fn: (c: Tx) => Promise<T>): Promise<T> {
+  return inTransaction(db, async () => undefined, fn);
 }

@@ -1,4 +1,4 @@
-import { withSystemTx, type Db } from '../db/pool';
+import { withSystemTx, type SystemDb } from '../db/pool';
 
 /** One way the ledger disagrees with itself. */
 export interface LedgerProblem {
@@ -203,9 +203,9 @@ interface ProblemRow {
  * Verifies the whole ledger against its own history, as velro_system, at one consistent instant.
  * Returns the counts it looked at and every problem it found (none on a healthy ledger).
  */
-export async function checkLedgerReport(db: Db): Promise<LedgerReport> {
+export async function checkLedgerReport(db: SystemDb): Promise<LedgerReport> {
   return withSystemTx(db, async (tx) => {
-    // Allowed here: SET LOCAL ROLE, the transaction's only statement so far, takes no snapshot.
+    // Allowed here: the transaction's first statement.
     await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     const problems: LedgerProblem[] = [];
     for (const sql of Object.values(CHECKS)) {
@@ -228,6 +228,6 @@ export async function checkLedgerReport(db: Db): Promise<LedgerReport> {
 }
 
 /** Every way the ledger disagrees with itself; an empty list means it is sound. */
-export async function checkLedger(db: Db): Promise<LedgerProblem[]> {
+export async function checkLedger(db: SystemDb): Promise<LedgerProblem[]> {
   return (await checkLedgerReport(db)).problems;
 }

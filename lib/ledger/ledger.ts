@@ -34,13 +34,26 @@ type Runner = Tx | Db;
 /** The largest amount the ledger takes (and the SQL functions check again). */
 const MAX_AMOUNT = 1_000_000_000_000;
 
-async function call(q: Runner, sql: string, params: unknown[]): Promise<Transfer> {
+/**
+ * Calls a ledger function. `actingAs` (the pool, for a call that is its own transaction): the
+ * same statement first scopes itself to that user, `set_config('app.user_id', …, true)`, and hands
+ * the function that setting's value, so the function runs only after it (a data dependency; the
+ * volatile subquery is not flattened). A velro_app login may act only for app.user_id
+ * (db/migrations/008), and this keeps such a call one statement, one round trip.
+ */
+async function call(q: Runner, sql: string, params: unknown[], actingAs?: string): Promise<Transfer> {
+  const fn = sql.slice(0, sql.indexOf('('));
+  const scoped = actingAs !== undefined;
   try {
     // Named: each connection parses and plans the call once, not on every call.
     const { rows } = await q.query<Transfer>({
-      name: sql.slice(0, sql.indexOf('(')),
-      text: `SELECT ${transferColumns()} FROM ${sql}`,
-      values: params,
+      // (Two texts, two names: a connection keeps each name for one text.)
+      name: scoped ? fn : `${fn}_in_tx`,
+      text: scoped
+        ? `SELECT ${transferColumns('t.')} FROM (SELECT set_config('app.user_id', $${params.length + 1}, true) AS u) s,
+           LATERAL ${sql.replace('$USER', 's.u::uuid')} t`
+        : `SELECT ${transferColumns()} FROM ${sql}`,
+      values: scoped ? [...params, actingAs] : params,
     });
     return rows[0]!;
   } catch (err) {
@@ -83,10 +96,12 @@ interface ReserveItem {
 async function reserveBatch(db: Db, userId: string, items: ReserveItem[]): Promise<Outcome<Transfer>[]> {
   let rows: (Transfer & { errorCode: string | null; errorMessage: string | null })[];
   try {
+    // One statement: it scopes itself to the user first (see call()), then runs the batch.
     ({ rows } = await db.query({
       name: 'ledger_reserve_batch',
       text: `SELECT ${transferColumns('(b.transfer).')}, b.error_code AS "errorCode", b.error_message AS "errorMessage"
-             FROM ledger_reserve_batch($1, $2, $3, $4, $5) b ORDER BY b.ordinal`,
+             FROM (SELECT set_config('app.user_id', $1, true) AS u) s,
+             LATERAL ledger_reserve_batch(s.u::uuid, $2, $3, $4, $5) b ORDER BY b.ordinal`,
       values: [
         userId,
         items.map((i) => i.id),
@@ -139,21 +154,38 @@ function reserveNow(
   q: Runner,
   p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date },
 ): Promise<Transfer> {
-  return call(q, 'ledger_reserve($1, $2, $3, $4, $5)', [
-    p.id,
-    p.amount,
-    p.generationId,
-    p.deadline,
-    p.userId ?? null,
-  ]);
+  const [user, actingAs] = acting(q, p.userId);
+  return user === '$USER'
+    ? call(q, 'ledger_reserve($1, $2, $3, $4, $USER)', [p.id, p.amount, p.generationId, p.deadline], actingAs)
+    : call(q, 'ledger_reserve($1, $2, $3, $4, $5)', [
+        p.id,
+        p.amount,
+        p.generationId,
+        p.deadline,
+        p.userId ?? null,
+      ]);
+}
+
+/**
+ * How a call names its user: on the pool with a userId, the statement scopes itself to that user
+ * (`$USER`, see call()); in a transaction, as p_user, which the function checks against its scope.
+ */
+function acting(q: Runner, userId: string | undefined): ['$USER' | '$P', string | undefined] {
+  return q instanceof pg.Pool && userId ? ['$USER', userId] : ['$P', undefined];
 }
 
 export function commit(q: Runner, p: ActingUser & { id: string; pendingId: string }) {
-  return call(q, 'ledger_commit($1, $2, $3)', [p.id, p.pendingId, p.userId ?? null]);
+  const [user, actingAs] = acting(q, p.userId);
+  return user === '$USER'
+    ? call(q, 'ledger_commit($1, $2, $USER)', [p.id, p.pendingId], actingAs)
+    : call(q, 'ledger_commit($1, $2, $3)', [p.id, p.pendingId, p.userId ?? null]);
 }
 
 export function release(q: Runner, p: ActingUser & { id: string; pendingId: string; reason?: string }) {
-  return call(q, 'ledger_release($1, $2, $3, $4)', [p.id, p.pendingId, p.reason ?? null, p.userId ?? null]);
+  const [user, actingAs] = acting(q, p.userId);
+  return user === '$USER'
+    ? call(q, 'ledger_release($1, $2, $3, $USER)', [p.id, p.pendingId, p.reason ?? null], actingAs)
+    : call(q, 'ledger_release($1, $2, $3, $4)', [p.id, p.pendingId, p.reason ?? null, p.userId ?? null]);
 }
 
 /** A grant, in a system transaction (admin grants, sign-up credit). */
@@ -163,6 +195,24 @@ export async function grant(
 ) {
   checkAmount(p.amount);
   return call(tx, 'ledger_grant($1, $2, $3, $4, $5)', [
+    p.id,
+    p.userId,
+    p.amount,
+    p.reason,
+    p.expiresAt ?? null,
+  ]);
+}
+
+/**
+ * A grant made by an admin: in a transaction scoped to the admin (withUserTx), on the velro_app
+ * login. The database checks the role of app.user_id (admin_grant_credits, db/migrations/008).
+ */
+export async function adminGrant(
+  tx: Tx,
+  p: { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null },
+) {
+  checkAmount(p.amount);
+  return call(tx, 'admin_grant_credits($1, $2, $3, $4, $5)', [
     p.id,
     p.userId,
     p.amount,

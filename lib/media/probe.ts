@@ -22,6 +22,44 @@ export function probeMedia(head: Buffer): MediaInfo | undefined {
   return probePng(head) ?? probeGif(head) ?? probeJpeg(head) ?? probeWebp(head) ?? probeIsoMedia(head);
 }
 
+/**
+ * The only content types Velro stores and serves as outputs: media a browser shows and never runs.
+ * Anything else (HTML, SVG, script, unknown bytes) is refused at storage time.
+ */
+export const SERVABLE_MEDIA_TYPES: ReadonlySet<string> = new Set([
+  'image/png',
+  'image/jpeg',
+  'image/webp',
+  'image/gif',
+  'video/mp4',
+  'video/quicktime',
+  'video/webm',
+]);
+
+/**
+ * The media type of `head` by its magic bytes alone, for files whose size {@link probeMedia} cannot
+ * read from the first bytes (an MP4 whose `moov` box is at the end, a JPEG behind a large EXIF block,
+ * WebM); undefined when it is none of {@link SERVABLE_MEDIA_TYPES}.
+ */
+export function sniffMediaType(head: Buffer): string | undefined {
+  if (head.length >= 8 && head.subarray(0, 8).equals(PNG_SIGNATURE)) return 'image/png';
+  if (head.length >= 6 && /^GIF8[79]a$/.test(head.toString('latin1', 0, 6))) return 'image/gif';
+  if (head.length >= 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'image/jpeg';
+  if (
+    head.length >= 12 &&
+    head.toString('latin1', 0, 4) === 'RIFF' &&
+    head.toString('latin1', 8, 12) === 'WEBP'
+  )
+    return 'image/webp';
+  if (head.length >= 12 && head.toString('latin1', 4, 8) === 'ftyp') {
+    return head.toString('latin1', 8, 12) === 'qt  ' ? 'video/quicktime' : 'video/mp4';
+  }
+  // EBML header whose DocType is "webm" (Matroska proper is not a web format).
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x1a45dfa3 && head.subarray(0, 64).includes('webm'))
+    return 'video/webm';
+  return undefined;
+}
+
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 function probePng(head: Buffer): MediaInfo | undefined {

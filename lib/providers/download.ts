@@ -11,7 +11,7 @@ export class DownloadRefused extends Error {}
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
-/** Whether a provider output URL may be fetched: https from a known host (or loopback in development). */
+/** Whether a provider output URL may be fetched: https from a known host (or loopback when PROVIDER_OUTPUT_ALLOW_LOOPBACK). */
 export function checkOutputUrl(raw: string, policy: DownloadPolicy): URL {
   let url: URL;
   try {

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { ensureTemporalCli } from '../../scripts/temporal-cli';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
+import { provisionLogins } from '../db/logins';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { freePort } from '../net/free-port';
 import { startTemporalDevServer, VELRO_SEARCH_ATTRIBUTES } from '../temporal/dev-server';
@@ -16,14 +17,20 @@ export interface StackOptions {
   uiPort?: number | false;
   /** Use the well-known ports (54329, 7233) when free; tests take any free port instead. */
   wellKnownPorts?: boolean;
+  /** SIGNUP_CREDITS, written where register_user reads it (velro_settings). */
+  signupCredits?: number;
   /** Postgres settings for the embedded server (tests turn durability off for speed). */
   postgresSettings?: Record<string, string>;
   log: (component: 'postgres' | 'temporal' | 'stack', line: string) => void;
 }
 
 export interface Stack {
-  /** Owner URL: migrations, and the pools that SET ROLE to the app roles. */
+  /** Owner URL: migrations (and provisioning the logins) only. */
   databaseUrl: string;
+  /** The velro_app login: the API and worker. */
+  appDatabaseUrl: string;
+  /** The velro_system login: the worker's system paths, admin commands, ledger check. */
+  systemDatabaseUrl: string;
   temporalAddress: string;
   temporalUiUrl?: string;
   stop(): Promise<void>;
@@ -34,7 +41,8 @@ const TEMPORAL_PORT = 7233;
 
 /**
  * Postgres and Temporal for one machine: each one is used as given, or started embedded with its
- * data under `dataDir` (kept between runs). Migrations are applied either way.
+ * data under `dataDir` (kept between runs). Migrations are applied either way, then the velro_app and
+ * velro_system logins are given passwords (kept in `dataDir`, see lib/db/logins.ts).
  */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const stops: (() => Promise<void>)[] = [];
@@ -59,6 +67,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       databaseUrl = await ensureDatabase(pg.adminUrl, 'velro');
     }
     for (const name of await migrate(databaseUrl)) opts.log('stack', `applied migration ${name}`);
+    const logins = await provisionLogins(databaseUrl, {
+      dataDir: opts.dataDir,
+      signupCredits: opts.signupCredits,
+    });
 
     let temporalAddress = opts.temporalAddress;
     let temporalUiUrl: string | undefined;
@@ -77,7 +89,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       temporalAddress = server.address;
       temporalUiUrl = server.uiUrl;
     }
-    return { databaseUrl, temporalAddress, temporalUiUrl, stop };
+    return { databaseUrl, ...logins, temporalAddress, temporalUiUrl, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { publicUrl, type Config } from '../config';
-import { createPool, type Db } from '../db/pool';
+import { createPool, createSystemPool, type Db, type SystemDb } from '../db/pool';
 import { FalProvider } from '../providers/fal';
 import { LocalProvider } from '../providers/local-provider';
 import { ReplicateProvider } from '../providers/replicate';
@@ -9,20 +9,25 @@ import { FsStorage } from '../storage/fs-storage';
 import { S3Storage, s3OptionsFromConfig } from '../storage/s3-storage';
 import type { Storage } from '../storage/storage';
 
-/** The shared pieces the API and the worker both build from configuration. */
-export function createDb(
+// The shared pieces the API and the worker both build from configuration.
+
+/** A pool on the velro_app login (DATABASE_APP_URL). */
+export function createDb(config: Config, appUrl: string, name: string, onError?: (e: Error) => void): Db {
+  return createPool(
+    { connectionString: appUrl, max: config.DATABASE_POOL_MAX, applicationName: name },
+    onError,
+  );
+}
+
+/** A pool on the velro_system login (DATABASE_SYSTEM_URL). */
+export function createSystemDb(
   config: Config,
-  databaseUrl: string,
+  systemUrl: string,
   name: string,
   onError?: (e: Error) => void,
-): Db {
-  return createPool(
-    {
-      connectionString: databaseUrl,
-      role: config.DATABASE_APP_ROLE,
-      max: config.DATABASE_POOL_MAX,
-      applicationName: name,
-    },
+): SystemDb {
+  return createSystemPool(
+    { connectionString: systemUrl, max: config.DATABASE_POOL_MAX, applicationName: name },
     onError,
   );
 }

@@ -4,10 +4,14 @@ import path from 'node:path';
 
 /**
  * Where `npm start` tells other local processes (a second worker, `npm run admin`, ...) how to reach
- * the embedded Postgres and Temporal it started. Production sets DATABASE_URL and TEMPORAL_ADDRESS.
+ * the embedded Postgres and Temporal it started. Production sets DATABASE_APP_URL, DATABASE_SYSTEM_URL
+ * and TEMPORAL_ADDRESS.
  */
 export interface StackInfo {
-  databaseUrl: string;
+  /** The velro_app login (API, worker). */
+  appDatabaseUrl: string;
+  /** The velro_system login (worker, admin commands, ledger check). The owner URL is not kept here. */
+  systemDatabaseUrl: string;
   temporalAddress: string;
   pid: number;
 }

@@ -8,15 +8,15 @@ import type { Config } from '../config';
  * rebinding) is refused too.
  */
 export interface WebhookUrlPolicy {
-  /** Only https (production). */
+  /** Only https (unless WEBHOOK_ALLOW_HTTP). */
   requireHttps: boolean;
-  /** Loopback, private, link-local... addresses allowed (development and tests). */
+  /** Loopback, private, link-local... addresses allowed (WEBHOOK_ALLOW_PRIVATE_URLS: local development). */
   allowPrivate: boolean;
 }
 
+/** Strict unless the configuration relaxes it explicitly; NODE_ENV plays no part. */
 export function webhookUrlPolicy(config: Config): WebhookUrlPolicy {
-  const production = config.NODE_ENV === 'production';
-  return { requireHttps: production, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS ?? !production };
+  return { requireHttps: !config.WEBHOOK_ALLOW_HTTP, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS };
 }
 
 /** A webhook URL Velro will not send to; `message` says why, for the 400 answer or the delivery log. */

@@ -10,6 +10,7 @@ import {
   createUser,
   startApi,
   startHarness,
+  systemDb,
   testStack,
   waitFor,
   type ApiHarness,
@@ -64,7 +65,7 @@ describe('accounts: register and log in', () => {
 
   it('stores only a scrypt hash of the password', async () => {
     const { user } = await register(h);
-    const stored = await withSystemTx(h.db, (tx) =>
+    const stored = await withSystemTx(systemDb(), (tx) =>
       tx.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [user.id]),
     );
     const hash = stored.rows[0]!.password_hash;
@@ -214,7 +215,7 @@ describe('accounts: register and log in', () => {
     const { scryptSync, randomBytes } = await import('node:crypto');
     const salt = randomBytes(16);
     const old = `scrypt$16384$8$1$${salt.toString('base64url')}$${scryptSync(PASSWORD, salt, 32, { N: 16384 }).toString('base64url')}`;
-    await withSystemTx(h.db, (tx) =>
+    await withSystemTx(systemDb(), (tx) =>
       tx.query('UPDATE users SET password_hash = $2 WHERE id = $1', [user.id, old]),
     );
     const res = await h.app.inject({
@@ -223,7 +224,7 @@ describe('accounts: register and log in', () => {
       payload: { email, password: PASSWORD },
     });
     expect(res.statusCode).toBe(200);
-    const { rows } = await withSystemTx(h.db, (tx) =>
+    const { rows } = await withSystemTx(systemDb(), (tx) =>
       tx.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE id = $1', [user.id]),
     );
     expect(rows[0]!.password_hash).toMatch(/^scrypt\$32768\$/);
@@ -240,15 +241,15 @@ describe('accounts: register and log in', () => {
         payload: { userId: randomUUID(), credits: 1, reason: 'x' },
       });
     expect((await grant()).statusCode).toBe(403);
-    expect(await setUserRole(h.db, email.toUpperCase(), 'admin')).toMatchObject({
+    expect(await setUserRole(systemDb(), email.toUpperCase(), 'admin')).toMatchObject({
       role: 'admin',
       previousRole: 'user',
     });
     expect((await h.app.inject({ url: '/v1/me', headers: bearer(token) })).json().role).toBe('admin');
     expect((await grant()).statusCode).toBe(404); // allowed now; that user does not exist
-    await setUserRole(h.db, email, 'user');
+    await setUserRole(systemDb(), email, 'user');
     expect((await grant()).statusCode).toBe(403);
-    expect(await setUserRole(h.db, newEmail(), 'admin')).toBeUndefined();
+    expect(await setUserRole(systemDb(), newEmail(), 'admin')).toBeUndefined();
   });
 });
 
@@ -294,7 +295,7 @@ describe('API keys', () => {
     expect(created.key).toMatch(/^vk_[A-Za-z0-9_-]{43}$/);
     expect(created.prefix).toBe(created.key.slice(0, 10));
 
-    const stored = await withSystemTx(h.db, (tx) =>
+    const stored = await withSystemTx(systemDb(), (tx) =>
       tx.query('SELECT * FROM api_keys WHERE id = $1', [created.id]).then((r) => r.rows[0]),
     );
     expect(stored.key_hash).toEqual(createHash('sha256').update(created.key).digest());
@@ -375,7 +376,7 @@ describe('API keys', () => {
       expect(res.json().code).toBe('invalid_request');
     }
     const { user } = await register(h);
-    await withSystemTx(h.db, async (tx) => {
+    await withSystemTx(systemDb(), async (tx) => {
       for (let i = 0; i < 100; i++) {
         await tx.query(
           `INSERT INTO api_keys (user_id, name, prefix, key_hash) VALUES ($1, 'bulk', 'vk_bulk', $2)`,
@@ -536,7 +537,7 @@ describe('projects', () => {
     expect(res.statusCode).toBe(404);
     // The database refuses it even if the API check were skipped.
     await expect(
-      withSystemTx(h.db, (tx) =>
+      withSystemTx(systemDb(), (tx) =>
         tx.query(
           `INSERT INTO generations (id, user_id, project_id, model, input, credits, provider)
            VALUES ($1, $2, $3, 'imagen4-ultra', '{}', 45, 'local')`,
@@ -584,7 +585,11 @@ function admin(args: string[]): Promise<{ code: number; stdout: string; stderr: 
       ['--import', 'tsx', path.join(ROOT, 'scripts/admin.ts'), ...args],
       {
         cwd: ROOT,
-        env: { ...process.env, DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporalAddress },
+        env: {
+          ...process.env,
+          DATABASE_SYSTEM_URL: stack.systemDatabaseUrl,
+          TEMPORAL_ADDRESS: stack.temporalAddress,
+        },
         timeout: 60_000,
       },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),

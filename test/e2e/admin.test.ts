@@ -186,7 +186,7 @@ describe('npm run admin -- grant', () => {
 
   it('exits 2 when the database cannot be reached', async () => {
     const out = await admin(['grant', '--email', 'x@test.velro', '--credits', '10'], {
-      DATABASE_URL: 'postgres://nobody:x@127.0.0.1:1/velro',
+      DATABASE_SYSTEM_URL: 'postgres://nobody:x@127.0.0.1:1/velro',
     });
     expect(out.code).toBe(2);
     expect(out.stderr).toContain('cannot connect to the database');
@@ -206,7 +206,7 @@ function admin(
         cwd: ROOT,
         env: {
           ...process.env,
-          DATABASE_URL: stack.databaseUrl,
+          DATABASE_SYSTEM_URL: stack.systemDatabaseUrl,
           TEMPORAL_ADDRESS: stack.temporalAddress,
           ...env,
         },

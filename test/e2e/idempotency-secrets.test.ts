@@ -9,7 +9,7 @@ import idempotency, { withoutSecrets } from '../../api/plugins/idempotency';
 import { MAX_ACTIVE_API_KEYS } from '../../api/routes/api-keys';
 import { generateApiKey } from '../../lib/auth/api-keys';
 import { withSystemTx, withUserTx } from '../../lib/db/pool';
-import { createUser, startApi, type ApiHarness } from '../support/context';
+import { createUser, startApi, type ApiHarness, systemDb } from '../support/context';
 
 type Auth = Record<string, string>;
 
@@ -75,7 +75,7 @@ describe.each(ROUTES)('Idempotency-Key on POST $url', (route) => {
   /** Idempotency records, of any user, whose kept answer holds `text`. */
   const keptAnywhere = async (text: string) =>
     (
-      await withSystemTx(api.db, (tx) =>
+      await withSystemTx(systemDb(), (tx) =>
         tx.query<{ n: number }>(
           "SELECT count(*)::int AS n FROM idempotency_keys WHERE strpos(coalesce(response_body, ''), $1) > 0",
           [text],
@@ -220,7 +220,7 @@ describe('Idempotency-Key on POST /v1/api-keys, the key itself', () => {
 
   it('replays a 4xx first answer (409 too_many_api_keys) as is, without creating anything', async () => {
     const user = await createUser(api.db);
-    await withSystemTx(api.db, async (tx) => {
+    await withSystemTx(systemDb(), async (tx) => {
       for (let i = 1; i < MAX_ACTIVE_API_KEYS; i++) {
         const k = generateApiKey();
         await tx.query('SELECT create_api_key($1, $2, $3, $4)', [

@@ -1,5 +1,23 @@
-import { randomUUID } from 'node:crypto';
+// Attacks on what production exposes, each shown failing. The issue "Money and walls" named these;
+// where one needs a harness of its own, its test lives beside the mechanism it attacks:
+//
+// - a free generation by cancelling while outputs are stored: test/e2e/point-of-no-return.test.ts
+//   (409 not_cancelable, stored and charged; a failed generation lists and serves no output) and
+//   test/workflows/generation-workflow.test.ts ("cancellation at every stage");
+// - SQL on the app pool stepping around row-level security (SET ROLE, p_user for another user,
+//   password hashes): test/integration/database-wall.test.ts;
+// - an operator's terminate leaving credits reserved: test/integration/reconciler.test.ts;
+// - placeholder or low-entropy JWT_SECRET, TRUST_PROXY=true, relaxed rules without NODE_ENV:
+//   test/unit/config.test.ts and test/unit/webhook-url-policy.test.ts;
+// - HTML or script served as an output: test/e2e/point-of-no-return.test.ts;
+// - raw driver and activity errors shown to clients: "readiness tells strangers only ok or failed"
+//   below, and the internal_error test in test/workflows/generation-workflow.test.ts;
+// - X-Forwarded-For forged behind one proxy, /metrics without its token, oversized requests
+//   answered without problem+json or with a dropped connection: the describe blocks below.
+import { randomBytes, randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { Writable } from 'node:stream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app';
 import { jwtKey } from '../../lib/auth/jwt';
@@ -206,9 +224,11 @@ describe('body size, CORS and security headers', () => {
   it('requires a long JWT_SECRET and sends HSTS in production', async () => {
     const prod = (secret: string) =>
       loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret, DATABASE_URL: h.config.DATABASE_URL });
-    await expect(jwtKey(prod('too-short'))).rejects.toThrow(/at least 32/);
+    // loadConfig refuses a weak secret first (test/unit/config.test.ts); jwtKey checks again.
+    const strong = randomBytes(48).toString('base64');
+    await expect(jwtKey({ ...prod(strong), JWT_SECRET: 'too-short' })).rejects.toThrow(/at least 32/);
     const app = await buildApp({
-      config: prod('x'.repeat(48)),
+      config: prod(strong),
       db: h.db,
       temporal: h.temporal,
       storage: createStorage(h.config),
@@ -365,5 +385,336 @@ describe('logs', () => {
     const log = lines.join('\n');
     expect(log).toContain('oops');
     expect(log).not.toMatch(/leak/);
+  });
+});
+
+describe('attack: a client behind one proxy (TRUST_PROXY=1) forges X-Forwarded-For to dodge the per-IP login limit', () => {
+  let h: ApiHarness;
+  const PROXY = '10.0.0.2';
+  const CLIENT = '203.0.113.77';
+  /** What the proxy passes on: whatever the client claimed, then the address it really saw. */
+  const through = (i: number, client = CLIENT) => ({
+    remoteAddress: PROXY,
+    headers: { 'x-forwarded-for': `198.51.100.${i}, 2001:db8::${i.toString(16)}, ${client}` },
+  });
+  beforeAll(async () => {
+    h = await startApi({ TRUST_PROXY: '1', RATE_LIMIT_AUTH_MAX: '3', RATE_LIMIT_WINDOW_SECONDS: '60' });
+  });
+  afterAll(() => h?.stop());
+
+  it('rotating fake addresses before the real one still hits RATE_LIMIT_AUTH_MAX on login', async () => {
+    const email = newEmail();
+    const statuses = [];
+    for (let i = 1; i <= 6; i++) {
+      const { remoteAddress, headers } = through(i);
+      const res = await h.app.inject({
+        method: 'POST',
+        url: '/v1/auth/login',
+        payload: { email, password: `guess number ${i}` },
+        remoteAddress,
+        headers,
+      });
+      statuses.push(res.statusCode);
+      if (res.statusCode === 429) expectProblem(res, 'rate_limited');
+    }
+    expect(statuses).toEqual([401, 401, 401, 429, 429, 429]);
+    // The limit is the client's, not the proxy's: another client behind the same proxy logs in freely.
+    const { remoteAddress, headers } = through(99, '203.0.113.78');
+    const other = await h.app.inject({
+      method: 'POST',
+      url: '/v1/auth/login',
+      payload: { email, password: 'guess number 99' },
+      remoteAddress,
+      headers,
+    });
+    expect(other.statusCode).toBe(401);
+  });
+
+  it('rotating fake addresses cannot spread guessed API keys over many buckets either', async () => {
+    const client = '203.0.113.90';
+    const statuses = [];
+    for (let i = 1; i <= 5; i++) {
+      const { remoteAddress, headers } = through(i, client);
+      const res = await h.app.inject({
+        url: '/v1/me',
+        headers: { ...headers, ...bearer(`vk_${'B'.repeat(40)}${i}`) },
+        remoteAddress,
+      });
+      statuses.push(res.statusCode);
+    }
+    expect(statuses).toEqual([401, 401, 401, 429, 429]);
+  });
+});
+
+describe('readiness tells strangers only ok or failed', () => {
+  let h: ApiHarness;
+  beforeAll(async () => {
+    h = await startApi();
+  });
+  afterAll(() => h?.stop());
+
+  it('answers ok for both when Postgres and Temporal answer', async () => {
+    const res = await h.app.inject({ url: '/ready' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ready', checks: { postgres: 'ok', temporal: 'ok' } });
+  });
+
+  it('says failed, without errors, addresses or ports, when they do not; the log has the details', async () => {
+    // Postgres on a port nobody listens on; a Temporal that refuses like an unreachable frontend.
+    const closed = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const pool = new pg.Pool({ connectionString: `postgres://velro:velro@127.0.0.1:${closed}/velro` });
+    pool.on('error', () => {});
+    const temporal = {
+      workflowService: {
+        getSystemInfo: () => Promise.reject(new Error('14 UNAVAILABLE: connect ECONNREFUSED 10.9.8.7:7233')),
+      },
+    };
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(...String(chunk).split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const app = await buildApp({
+      config: h.config,
+      db: pool as unknown as ApiHarness['db'],
+      temporal: temporal as unknown as ApiHarness['temporal'],
+      storage: createStorage(h.config),
+      assetSigningKey: Buffer.alloc(32, 7),
+      logger: { level: 'warn', stream },
+    });
+    try {
+      const res = await app.inject({ url: '/ready' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({
+        status: 'unavailable',
+        checks: { postgres: 'failed', temporal: 'failed' },
+      });
+      for (const leak of ['ECONNREFUSED', 'UNAVAILABLE', '127.0.0.1', '10.9.8.7', String(closed), '7233']) {
+        expect(res.body, leak).not.toContain(leak);
+      }
+      const logged = lines.join('\n');
+      expect(logged).toContain('ECONNREFUSED');
+      expect(logged).toContain('10.9.8.7:7233');
+      expect(lines.filter((l) => l.includes('readiness'))).toHaveLength(2);
+    } finally {
+      await app.close();
+      await pool.end();
+    }
+  });
+});
+
+describe('metrics behind METRICS_TOKEN', () => {
+  let h: ApiHarness;
+  const TOKEN = randomBytes(32).toString('base64url');
+  beforeAll(async () => {
+    h = await startApi({ METRICS_TOKEN: TOKEN });
+  });
+  afterAll(() => h?.stop());
+
+  it('answers 401 unauthorized without the token, with a wrong one, or with another scheme', async () => {
+    for (const headers of [
+      {},
+      bearer('nope'),
+      bearer(`${TOKEN}x`),
+      bearer(TOKEN.slice(0, -1)),
+      { authorization: `Basic ${Buffer.from(`prometheus:${TOKEN}`).toString('base64')}` },
+      { authorization: TOKEN },
+    ]) {
+      const res = await h.app.inject({ url: '/metrics', headers });
+      expect(res.statusCode, JSON.stringify(headers)).toBe(401);
+      expectProblem(res, 'unauthorized');
+      expect(res.body).not.toContain('velro_http_requests_total');
+    }
+  });
+
+  it('serves the metrics to Authorization: Bearer <METRICS_TOKEN>', async () => {
+    const res = await h.app.inject({ url: '/metrics', headers: bearer(TOKEN) });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/plain');
+    expect(res.body).toContain('velro_http_requests_total');
+  });
+});
+
+/** What a raw TCP client read: the parsed answer, and any socket error it got on the way. */
+interface WireAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  error?: string;
+}
+
+/**
+ * Sends `head` (and then `body` bytes of filler, with content-length or chunked) over a plain TCP
+ * connection, sending on however early the server answers, and reads the answer until the server
+ * closes.
+ */
+function overTcp(
+  port: number,
+  head: string,
+  body?: { bytes: number; chunked: boolean },
+): Promise<WireAnswer> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const received: Buffer[] = [];
+    let error: string | undefined;
+    socket.on('data', (d) => received.push(d));
+    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
+    socket.on('end', () => socket.end());
+    socket.on('close', () => {
+      const raw = Buffer.concat(received).toString('latin1');
+      const split = raw.indexOf('\r\n\r\n');
+      const [statusLine = '', ...lines] = raw.slice(0, split === -1 ? raw.length : split).split('\r\n');
+      const headers = Object.fromEntries(
+        lines.map((l) => [
+          l.slice(0, l.indexOf(':')).trim().toLowerCase(),
+          l.slice(l.indexOf(':') + 1).trim(),
+        ]),
+      );
+      const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine)?.[1] ?? 0);
+      resolve({ status, headers, body: split === -1 ? '' : raw.slice(split + 4), error });
+    });
+    socket.write(head);
+    if (!body) return;
+    const filler = Buffer.alloc(64 * 1024, 'a');
+    let sent = 0;
+    const pump = () => {
+      while (sent < body.bytes && !socket.destroyed) {
+        const piece = filler.subarray(0, Math.min(filler.length, body.bytes - sent));
+        sent += piece.length;
+        const frame = body.chunked
+          ? Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')])
+          : piece;
+        if (!socket.write(frame)) return void socket.once('drain', pump);
+      }
+      if (body.chunked && !socket.destroyed) socket.write('0\r\n\r\n');
+    };
+    pump();
+  });
+}
+
+function expectWireProblem(answer: WireAnswer, status: number, code: string) {
+  const what = `${answer.status} ${answer.error ?? ''} ${answer.body.slice(0, 200)}`;
+  expect(answer.status, what).toBe(status);
+  expect(answer.error, what).toBeUndefined(); // not reset: the whole answer was read
+  expect(answer.headers['content-type'], what).toContain('application/problem+json');
+  expect(answer.headers.connection?.toLowerCase(), what).toBe('close');
+  expect(Buffer.byteLength(answer.body, 'latin1'), what).toBe(Number(answer.headers['content-length']));
+  const problem = JSON.parse(answer.body) as Record<string, unknown>;
+  expect(Object.keys(problem).sort(), what).toEqual([
+    'code',
+    'detail',
+    'requestId',
+    'status',
+    'title',
+    'type',
+  ]);
+  expect(problem, what).toMatchObject({ status, code, type: `urn:velro:error:${code}` });
+  expect(problem.requestId, what).toMatch(UUID);
+  expect(answer.headers['x-request-id'], what).toBe(problem.requestId);
+}
+
+describe('oversized requests (huge headers, long URLs, bodies past the limit) get a problem+json answer, not a dropped connection', () => {
+  let h: ApiHarness;
+  let port: number;
+  const MiB = 1024 * 1024;
+  beforeAll(async () => {
+    h = await startApi({ RATE_LIMIT_MAX: '100000', RATE_LIMIT_AUTH_MAX: '100000' });
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    port = (h.app.server.address() as net.AddressInfo).port;
+  });
+  afterAll(() => h?.stop());
+
+  it('answers headers over Node’s limit with 431 headers_too_large, even while the client still sends them', async () => {
+    const small = await overTcp(
+      port,
+      `GET /health HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expectWireProblem(small, 431, 'headers_too_large');
+    const huge = await overTcp(
+      port,
+      `GET /health HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(4 * MiB)}\r\n\r\n`,
+    );
+    expectWireProblem(huge, 431, 'headers_too_large');
+  });
+
+  it('answers a 20 KB URL with 414 uri_too_long, and a URL under Node’s limit but over 8 KiB too', async () => {
+    expectWireProblem(
+      await overTcp(port, `GET /v1/generations/${'a'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\n\r\n`),
+      414,
+      'uri_too_long',
+    );
+    expectWireProblem(
+      await overTcp(
+        port,
+        `GET /health?q=${'a'.repeat(10_000)} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`,
+      ),
+      414,
+      'uri_too_long',
+    );
+    // A path segment over the router's 100 characters.
+    expectWireProblem(
+      await overTcp(
+        port,
+        `GET /v1/projects/${'a'.repeat(101)} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`,
+      ),
+      414,
+      'uri_too_long',
+    );
+  });
+
+  it('answers what is not HTTP with 400 invalid_request', async () => {
+    expectWireProblem(await overTcp(port, 'NOT HTTP AT ALL\r\n\r\n'), 400, 'invalid_request');
+    expectWireProblem(
+      await overTcp(port, 'GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n'),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('answers a body past the limit with 413 payload_too_large, with content-length and chunked alike, and reads on until the client is done', async () => {
+    const head = (framing: string) =>
+      `POST /v1/auth/register HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${framing}\r\n\r\n`;
+    expectWireProblem(
+      await overTcp(port, head(`content-length: ${8 * MiB}`), { bytes: 8 * MiB, chunked: false }),
+      413,
+      'payload_too_large',
+    );
+    expectWireProblem(
+      await overTcp(port, head('transfer-encoding: chunked'), { bytes: 8 * MiB, chunked: true }),
+      413,
+      'payload_too_large',
+    );
+    // Just past the limit, announced: refused before a byte of the body is read.
+    expectWireProblem(
+      await overTcp(port, head(`content-length: ${256 * 1024 + 1}`), {
+        bytes: 256 * 1024 + 1,
+        chunked: false,
+      }),
+      413,
+      'payload_too_large',
+    );
+  });
+
+  it('lets a client that is refused before its body is read (401) read the answer too', async () => {
+    const answer = await overTcp(
+      port,
+      `POST /v1/projects HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${8 * MiB}\r\n\r\n`,
+      { bytes: 8 * MiB, chunked: false },
+    );
+    expectWireProblem(answer, 401, 'unauthorized');
+  });
+
+  it('keeps a normal keep-alive connection working', async () => {
+    const answer = await overTcp(port, 'GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    expect(answer.status).toBe(200);
+    expect(answer.error).toBeUndefined();
+    expect(JSON.parse(answer.body)).toMatchObject({ status: 'healthy' });
   });
 });

@@ -1,4 +1,5 @@
 // Registering webhook endpoints and reading the signing secrets, through HTTP (no worker needed).
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_WEBHOOK_ENDPOINTS } from '../../lib/webhooks/store';
 import { createUser, startApi, type ApiHarness } from '../support/context';
@@ -208,7 +209,10 @@ describe('webhook URLs in production', () => {
   beforeAll(async () => {
     api = await startApi({
       NODE_ENV: 'production',
-      JWT_SECRET: 'a-test-secret-that-is-long-enough-0123456789',
+      JWT_SECRET: randomBytes(32).toString('base64'),
+      // The strict defaults: testConfig turns these on for local receivers.
+      WEBHOOK_ALLOW_PRIVATE_URLS: 'false',
+      WEBHOOK_ALLOW_HTTP: 'false',
     });
   });
   afterAll(() => api?.stop());

@@ -5,7 +5,7 @@ import { createActivities } from '../../activities';
 import { withUserTx } from '../../lib/db/pool';
 import { verifyStandardWebhook } from '../../lib/webhooks/signing';
 import { activityDeps, webhookDeps } from '../../worker/create-worker';
-import { createUser, startHarness, testConfig, waitFor, type Harness } from '../support/context';
+import { createUser, startHarness, systemDb, testConfig, waitFor, type Harness } from '../support/context';
 import {
   startWebhookReceiver,
   type ReceivedWebhook,
@@ -329,8 +329,10 @@ describe('outgoing webhooks, end to end', () => {
 function partsOf(h: Harness) {
   return {
     db: h.db,
+    systemDb: systemDb(),
     storage: undefined as never,
     providers: { local: undefined, fal: undefined, replicate: undefined },
     workflowState: async () => 'closed' as const,
+    stoppedGenerations: async () => [],
   };
 }

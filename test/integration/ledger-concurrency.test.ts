@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withUserTx } from '../../lib/db/pool';
 import { checkLedger } from '../../lib/ledger/check';
 import * as ledger from '../../lib/ledger/ledger';
-import { createUser, startHarness, waitFor, type Harness } from '../support/context';
+import { createUser, startHarness, waitFor, type Harness, systemDb } from '../support/context';
 
 const SUBMITS = 200;
 const COST = 50; // flux-pro-v1.1-ultra
@@ -110,7 +110,7 @@ describe('200 simultaneous submits from one user whose credits cover 50', () => 
         )
       ).rows[0]!;
       // Other test files share the database: this user's account and generations must be sound.
-      const problems = (await checkLedger(h.db)).filter(
+      const problems = (await checkLedger(systemDb())).filter(
         (p) => p.accountId === accountId || admitted.includes(p.generationId ?? ''),
       );
       expect(problems).toEqual([]);

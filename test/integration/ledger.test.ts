@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSystemTx, withUserTx, type Db } from '../../lib/db/pool';
 import { checkLedger, type LedgerProblem } from '../../lib/ledger/check';
 import { LedgerError } from '../../lib/ledger/errors';
+import { derivedUuid } from '../../lib/ledger/ids';
 import * as ledger from '../../lib/ledger/ledger';
-import { createUser, testConfig, testDb, testStack } from '../support/context';
+import { createUser, testConfig, testDb, testStack, systemDb } from '../support/context';
 
 const ROOT = path.resolve(__dirname, '../..');
 const DAY_MS = 24 * 3600 * 1000;
@@ -42,7 +43,7 @@ const grant = (
   amount: number,
   extra: { id?: string; reason?: string; expiresAt?: Date } = {},
 ) =>
-  withSystemTx(db, (tx) =>
+  withSystemTx(systemDb(), (tx) =>
     ledger.grant(tx, {
       id: extra.id ?? randomUUID(),
       userId,
@@ -96,7 +97,7 @@ async function allocations(reserveId: string): Promise<Record<string, number>> {
 
 /** The ledger is shared with other test files running alongside: look at our own accounts only. */
 async function problemsOf(...accountIds: string[]): Promise<LedgerProblem[]> {
-  return (await checkLedger(db)).filter((p) => p.accountId && accountIds.includes(p.accountId));
+  return (await checkLedger(systemDb())).filter((p) => p.accountId && accountIds.includes(p.accountId));
 }
 
 /** Resolves to the error `p` rejects with (fails the test if it resolves). */
@@ -284,7 +285,7 @@ describe('privileges', () => {
       'UPDATE credit_transfers SET amount = amount + 1 WHERE account_id = $1',
       'DELETE FROM credit_transfers WHERE account_id = $1',
     ]) {
-      const err = await failure(withSystemTx(db, (tx) => tx.query(sql, [u.accountId])));
+      const err = await failure(withSystemTx(systemDb(), (tx) => tx.query(sql, [u.accountId])));
       expect(err.code, sql).toBe('42501');
       // The owner (here a superuser) has every privilege: the trigger is what stops it.
       const byOwner = await failure(owner.query(sql, [u.accountId]));
@@ -349,7 +350,7 @@ describe('grant expiry', () => {
 
     await sleep(expiresAt.getTime() - Date.now() + 200);
     const swept = await withSystemTx(
-      db,
+      systemDb(),
       async (tx) => (await tx.query<{ n: number }>('SELECT ledger_expire_grants() AS n')).rows[0]!.n,
     );
     expect(swept).toBeGreaterThanOrEqual(20); // other test files' lapsed grants may be swept too
@@ -377,7 +378,7 @@ describe('grant expiry', () => {
     expect(after.map((t) => t.amount).sort()).toEqual([20, 50]);
 
     // A second sweep finds nothing more here; what is left is the lasting grant, all of it.
-    await withSystemTx(db, (tx) => tx.query('SELECT ledger_expire_grants()'));
+    await withSystemTx(systemDb(), (tx) => tx.query('SELECT ledger_expire_grants()'));
     expect((await transfers(u.accountId)).filter((t) => t.kind === 'expire')).toHaveLength(2);
     const all = await reserve(u.userId, 100);
     expect(await allocations(all.id)).toEqual({}); // credit that never expires: no lot to draw from
@@ -425,7 +426,7 @@ describe('a release racing the expiry of the grant it drew from', () => {
       await late.query(`SELECT set_config('app.user_id', $1, true)`, [u.userId]);
       await sleep(expiresAt.getTime() - Date.now() + 200);
       // The sweep (or any reservation of this user) expires the 60 still in the lot...
-      await withSystemTx(db, (tx) => tx.query('SELECT ledger_expire_grants()'));
+      await withSystemTx(systemDb(), (tx) => tx.query('SELECT ledger_expire_grants()'));
       // ...then the release that began before the expiry gets the lock.
       await late.query('SELECT ledger_release($1, $2, NULL)', [randomUUID(), r.id]);
       await late.query('COMMIT');
@@ -437,7 +438,7 @@ describe('a release racing the expiry of the grant it drew from', () => {
   it('expires the part drawn from the lapsed grant instead of handing it back', async () => {
     expect(await balance(u.userId)).toMatchObject({ available: 0, reserved: 0, expired: 100 });
     expect(await ledgerCode(reserve(u.userId, 10))).toBe('insufficient_credits');
-    await withSystemTx(db, (tx) => tx.query('SELECT ledger_expire_grants()'));
+    await withSystemTx(systemDb(), (tx) => tx.query('SELECT ledger_expire_grants()'));
     expect(await problemsOf(u.accountId)).toEqual([]);
     expect(lapsed.kind).toBe('grant');
   });
@@ -516,7 +517,7 @@ describe('the hot path (db/migrations/007_ledger_hot_path.sql)', () => {
     // Until folded, the committed 35 still sit in the row's debits_pending and in the stripes.
     expect(await row()).toEqual({ debits_posted: 0, debits_pending: 39, striped: 35 });
     const folded = await withSystemTx(
-      db,
+      systemDb(),
       async (tx) => (await tx.query<{ n: number }>('SELECT ledger_fold_commits() AS n')).rows[0]!.n,
     );
     expect(folded).toBeGreaterThanOrEqual(1);
@@ -652,7 +653,9 @@ describe('checkLedger', () => {
       );
 
       // The command line says so too, and exits 1.
-      const cli = await runScript('scripts/ledger-check.ts', { DATABASE_URL: testStack().databaseUrl });
+      const cli = await runScript('scripts/ledger-check.ts', {
+        DATABASE_SYSTEM_URL: testStack().systemDatabaseUrl,
+      });
       expect(cli.code).toBe(1);
       expect(cli.stdout).toContain(`credits_posted_mismatch account ${u.accountId}: credits_posted 107`);
       expect(cli.stdout).toMatch(/^ledger check: \d+ accounts, \d+ transfers, [1-9]\d* problems$/m);
@@ -705,7 +708,7 @@ describe('checkLedger', () => {
 
   it('exits 2 from the command line when the database cannot be reached', async () => {
     const cli = await runScript('scripts/ledger-check.ts', {
-      DATABASE_URL: 'postgres://nobody:x@127.0.0.1:1/velro',
+      DATABASE_SYSTEM_URL: 'postgres://nobody:x@127.0.0.1:1/velro',
     });
     expect(cli.code).toBe(2);
     expect(cli.stderr).toContain('cannot connect');
@@ -725,3 +728,13 @@ function runScript(
     );
   });
 }
+
+describe('ids derived in SQL', () => {
+  it('are the RFC 9562 version-8 uuids lib/ledger/ids.ts derives from the same text', async () => {
+    for (const text of ['velro:test', 'expire:7b0c1f6e-4a52-4d86-9a0e-5f1c9f0c2d11', 'signup:é✓']) {
+      const { rows } = await owner.query<{ id: string }>('SELECT ledger_derived_id($1) AS id', [text]);
+      expect(rows[0]!.id).toBe(derivedUuid(text));
+      expect(rows[0]!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    }
+  });
+});

@@ -8,10 +8,12 @@ import { withSystemTx, withUserTx } from '../../lib/db/pool';
 import { transferId } from '../../lib/ledger/ids';
 import * as ledger from '../../lib/ledger/ledger';
 import { createProviders, createStorage } from '../../lib/runtime/services';
+import type { ActivityDeps } from '../../activities';
 import { activityDeps } from '../../worker/create-worker';
+import { stoppedGenerationsOf } from '../../worker/workflow-state';
 import { ensureReconcilerSchedule } from '../../worker/reconciler-schedule';
 import { RECONCILER_SCHEDULE_ID } from '../../workflows/reconciler';
-import { createUser, startHarness, testStack, type Harness } from '../support/context';
+import { createUser, startHarness, testStack, waitFor, type Harness, systemDb } from '../support/context';
 
 describe('the ledger reconciler', () => {
   let h: Harness;
@@ -41,7 +43,7 @@ describe('the ledger reconciler', () => {
 
   /** The kinds of transfer each generation has, sorted: e.g. ['release', 'reserve']. */
   async function transferKinds(...generationIds: string[]): Promise<Record<string, string[]>> {
-    return withSystemTx(h.db, async (tx) => {
+    return withSystemTx(systemDb(), async (tx) => {
       const { rows } = await tx.query<{ generation_id: string; kinds: string[] }>(
         `SELECT generation_id, array_agg(kind ORDER BY kind) AS kinds FROM credit_transfers
          WHERE generation_id = ANY($1) GROUP BY generation_id`,
@@ -51,12 +53,17 @@ describe('the ledger reconciler', () => {
     });
   }
 
-  function reconcileWith(workflowState: (id: string) => Promise<'running' | 'closed' | 'missing'>) {
+  function reconcileWith(
+    workflowState: (id: string) => Promise<'running' | 'closed' | 'missing'>,
+    stoppedGenerations: ActivityDeps['stoppedGenerations'] = async () => [],
+  ) {
     const deps = activityDeps(h.config, {
       db: h.db,
+      systemDb: systemDb(),
       storage: createStorage(h.config),
       providers: createProviders(h.config),
       workflowState,
+      stoppedGenerations,
     });
     return new MockActivityEnvironment().run(
       createActivities(deps).reconcileLedger,
@@ -94,7 +101,7 @@ describe('the ledger reconciler', () => {
 
     // A second pass changes nothing for it: the release is a replay.
     await reconcileWith(async () => 'missing');
-    const after = await withSystemTx(h.db, (tx) =>
+    const after = await withSystemTx(systemDb(), (tx) =>
       tx.query('SELECT 1 FROM credit_transfers WHERE generation_id = $1', [abandoned]),
     );
     expect(after.rowCount).toBe(2);
@@ -143,6 +150,51 @@ describe('the ledger reconciler', () => {
       available: 110,
       reserved: 90,
     });
+  });
+
+  it("refunds a generation an operator terminated (which runs none of its code) in the reconciler's next run", async () => {
+    // A provider that never finishes on its own, so the generation is running when it is terminated.
+    const slow = await startHarness({ LOCAL_PROVIDER_LATENCY_MS: '600000' });
+    try {
+      const user = await createUser(slow.db, 100);
+      const submitted = await slow.app.inject({
+        method: 'POST',
+        url: '/v1/generations',
+        headers: user.auth,
+        payload: { model: 'imagen4-ultra', input: { prompt: 'a lighthouse' } },
+      });
+      expect(submitted.statusCode).toBe(202);
+      const id: string = submitted.json().id;
+      const credits = () => slow.app.inject({ url: '/v1/credits', headers: user.auth }).then((r) => r.json());
+      expect(await credits()).toEqual({ available: 55, reserved: 45, spent: 0 });
+
+      await slow.temporal.workflow.getHandle(`generation-${id}`).terminate('operator test');
+      // Its deadline is an hour and more away: only the visibility pass can find it now.
+      await waitFor(
+        async () => {
+          await reconcileWith(async () => 'closed', stoppedGenerationsOf(slow.temporal));
+          return credits();
+        },
+        (c) => c.reserved === 0,
+        15_000,
+      );
+      expect(await credits()).toEqual({ available: 100, reserved: 0, spent: 0 });
+      const gen = (await slow.app.inject({ url: `/v1/generations/${id}`, headers: user.auth })).json();
+      expect(gen).toMatchObject({
+        status: 'failed',
+        error: {
+          code: 'terminated',
+          message: 'The generation was stopped by an operator; its credits were refunded.',
+        },
+        credits: { state: 'refunded' },
+        outputs: [],
+      });
+      // Another run finds it again in its window and changes nothing: the release is a replay.
+      await reconcileWith(async () => 'closed', stoppedGenerationsOf(slow.temporal));
+      expect(await credits()).toEqual({ available: 100, reserved: 0, spent: 0 });
+    } finally {
+      await slow.stop();
+    }
   });
 
   it('reports a terminal generation that was never settled', async () => {

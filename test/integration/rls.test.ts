@@ -1,8 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, withSystemTx, withUserTx, type Db } from '../../lib/db/pool';
+import {
+  createPool,
+  createSystemPool,
+  withSystemTx,
+  withUserTx,
+  type Db,
+  type SystemDb,
+} from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
-import { createUser, testConfig, testDb } from '../support/context';
+import { createUser, testConfig, testDb, systemDb } from '../support/context';
 
 /**
  * The second wall: the database itself, as the role the API and worker run as (velro_app), shows
@@ -10,8 +17,8 @@ import { createUser, testConfig, testDb } from '../support/context';
  */
 
 /** Every table in `public` with a user_id column, plus users itself (keyed by id). */
-async function tenantTables(db: Db): Promise<{ table: string; column: string }[]> {
-  const { rows } = await withSystemTx(db, (tx) =>
+async function tenantTables(_db: Db): Promise<{ table: string; column: string }[]> {
+  const { rows } = await withSystemTx(systemDb(), (tx) =>
     tx.query<{ table_name: string }>(
       `SELECT c.table_name FROM information_schema.columns c
        JOIN information_schema.tables t USING (table_schema, table_name)
@@ -27,7 +34,7 @@ async function seed(db: Db) {
   const a = await createUser(db, 1000);
   const b = await createUser(db, 300);
   const generationId = randomUUID();
-  await withSystemTx(db, async (tx) => {
+  await withSystemTx(systemDb(), async (tx) => {
     const { rows } = await tx.query<{ id: string }>(
       `INSERT INTO projects (user_id, name) VALUES ($1, 'a-project') RETURNING id`,
       [a.userId],
@@ -46,7 +53,7 @@ async function seed(db: Db) {
   });
   // An expiring grant and a reservation drawn from it: credit_lots, credit_transfers and
   // credit_allocations rows through the ledger (lots exist only for credit that expires).
-  await withSystemTx(db, (tx) =>
+  await withSystemTx(systemDb(), (tx) =>
     ledger.grant(tx, {
       id: randomUUID(),
       userId: a.userId,
@@ -68,13 +75,13 @@ async function seed(db: Db) {
 
 describe('row-level security at the database wall', () => {
   let db: Db;
-  let catalog: Db; // catalogue queries (pg_roles, pg_class), as velro_system
+  let catalog: SystemDb; // catalogue queries (pg_roles, pg_class), as velro_system
   let seeded: Awaited<ReturnType<typeof seed>>;
   let tables: { table: string; column: string }[];
   beforeAll(async () => {
     const config = testConfig();
     db = testDb(config);
-    catalog = createPool({ connectionString: config.DATABASE_URL!, role: 'velro_system', max: 1 });
+    catalog = createSystemPool({ connectionString: config.DATABASE_SYSTEM_URL!, max: 1 });
     seeded = await seed(db);
     tables = await tenantTables(db);
   });
@@ -97,7 +104,7 @@ describe('row-level security at the database wall', () => {
       'credit_allocations',
     ]) {
       expect(names).toContain(t);
-      const { rows } = await withSystemTx(db, (tx) =>
+      const { rows } = await withSystemTx(systemDb(), (tx) =>
         tx.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM ${t} WHERE ${t === 'users' ? 'id' : 'user_id'} = $1`,
           [seeded.a.userId],
@@ -108,7 +115,7 @@ describe('row-level security at the database wall', () => {
   });
 
   it('has RLS enabled and forced on every table with a user_id column (and on users)', async () => {
-    const { rows } = await withSystemTx(db, (tx) =>
+    const { rows } = await withSystemTx(systemDb(), (tx) =>
       tx.query<{
         relname: string;
         relrowsecurity: boolean;
@@ -135,7 +142,7 @@ describe('row-level security at the database wall', () => {
   });
 
   it('filters every view by the rights of its reader (security_invoker), so RLS of its tables applies', async () => {
-    const { rows } = await withSystemTx(db, (tx) =>
+    const { rows } = await withSystemTx(systemDb(), (tx) =>
       tx.query<{ relname: string; options: string[] | null }>(
         `SELECT c.relname, c.reloptions AS options FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND c.relkind = 'v'`,
@@ -151,7 +158,7 @@ describe('row-level security at the database wall', () => {
   });
 
   it('gives the app role privileges only on tables and views that have RLS enabled or are security_invoker', async () => {
-    const { rows } = await withSystemTx(db, (tx) =>
+    const { rows } = await withSystemTx(systemDb(), (tx) =>
       tx.query<{ relname: string }>(
         `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relrowsecurity
@@ -164,7 +171,7 @@ describe('row-level security at the database wall', () => {
   });
 
   it('returns no tenant rows at all without app.user_id: outside a transaction, inside one, and after one', async () => {
-    const single = createPool({ connectionString: testConfig().DATABASE_URL!, role: 'velro_app', max: 1 });
+    const single = createPool({ connectionString: testConfig().DATABASE_APP_URL!, max: 1 });
     try {
       // The same pooled connection first serves A's transaction: its setting must not linger.
       await withUserTx(single, seeded.a.userId, (tx) => tx.query('SELECT 1 FROM projects'));
@@ -195,7 +202,7 @@ describe('row-level security at the database wall', () => {
       const asB = await withUserTx(db, b.userId, (tx) =>
         tx.query<{ owner: string }>(`SELECT ${column}::text AS owner FROM ${table}`),
       );
-      const truth = await withSystemTx(db, (tx) =>
+      const truth = await withSystemTx(systemDb(), (tx) =>
         tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${column} = $1`, [b.userId]),
       );
       expect(new Set(asB.rows.map((r) => r.owner)), table).toEqual(
@@ -278,7 +285,8 @@ describe('row-level security at the database wall', () => {
       rolbypassrls: false,
       rolcreaterole: false,
       rolcreatedb: false,
-      rolcanlogin: false,
+      // Its own login since db/migrations/008 (it used to be reached by SET ROLE from the owner).
+      rolcanlogin: true,
     });
     const system = await catalog.query(
       `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'velro_system'`,

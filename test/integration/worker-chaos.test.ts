@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSystemTx } from '../../lib/db/pool';
 import { PROJECT_ROOT } from '../../lib/paths';
-import { createUser, startApi, testStack, waitFor, type ApiHarness } from '../support/context';
+import { createUser, startApi, testStack, waitFor, type ApiHarness, systemDb } from '../support/context';
 
 const GENERATIONS = 12;
 const KILLS = 4;
@@ -18,7 +18,11 @@ function startWorkerProcess(api: ApiHarness): { child: ChildProcess; ready: Prom
       ...process.env,
       NODE_ENV: 'test',
       LOG_LEVEL: 'info',
-      DATABASE_URL: stack.databaseUrl,
+      WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
+      WEBHOOK_ALLOW_HTTP: 'true',
+      PROVIDER_OUTPUT_ALLOW_LOOPBACK: 'true',
+      DATABASE_APP_URL: stack.appDatabaseUrl,
+      DATABASE_SYSTEM_URL: stack.systemDatabaseUrl,
       TEMPORAL_ADDRESS: stack.temporalAddress,
       TEMPORAL_TASK_QUEUE: api.config.TEMPORAL_TASK_QUEUE,
       TEMPORAL_WORKFLOW_BUNDLE: stack.workflowBundlePath,
@@ -77,7 +81,7 @@ describe('a worker killed with SIGKILL again and again', () => {
       }
       if (round === KILLS) break; // the last worker lives and finishes the work
       await sleep(400 + Math.random() * 1200);
-      const inFlight = await withSystemTx(api.db, (tx) =>
+      const inFlight = await withSystemTx(systemDb(), (tx) =>
         tx.query(`SELECT 1 FROM generations WHERE id = ANY($1) AND completed_at IS NULL`, [ids]),
       );
       killedMidFlight += inFlight.rowCount ? 1 : 0;
@@ -99,7 +103,7 @@ describe('a worker killed with SIGKILL again and again', () => {
     // The kills must have hit work in progress, or this test proves nothing.
     expect(killedMidFlight).toBeGreaterThanOrEqual(2);
 
-    const ledger = await withSystemTx(api.db, async (tx) => {
+    const ledger = await withSystemTx(systemDb(), async (tx) => {
       const { rows } = await tx.query<{ generation_id: string; kinds: string[] }>(
         `SELECT generation_id, array_agg(kind ORDER BY kind) AS kinds FROM credit_transfers
          WHERE generation_id = ANY($1) GROUP BY generation_id`,

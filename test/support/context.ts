@@ -6,11 +6,11 @@ import { inject } from 'vitest';
 import { buildApp, type App } from '../../api/app';
 import { generateApiKey } from '../../lib/auth/api-keys';
 import { loadConfig, type Config } from '../../lib/config';
-import { withSystemTx, type Db } from '../../lib/db/pool';
+import { createSystemPool, withSystemTx, type Db, type SystemDb } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
 import { createDb, createProviders, createStorage } from '../../lib/runtime/services';
 import { activityDeps, createWorker } from '../../worker/create-worker';
-import { workflowStateOf } from '../../worker/workflow-state';
+import { stoppedGenerationsOf, workflowStateOf } from '../../worker/workflow-state';
 import type { ActivityDeps } from '../../activities';
 import type { TestStack } from './global-setup';
 
@@ -33,24 +33,42 @@ export function testConfig(env: Record<string, string> = {}): Config {
   const stack = testStack();
   return loadConfig({
     NODE_ENV: 'test',
-    DATABASE_URL: stack.databaseUrl,
+    DATABASE_APP_URL: stack.appDatabaseUrl,
+    DATABASE_SYSTEM_URL: stack.systemDatabaseUrl,
     TEMPORAL_ADDRESS: stack.temporalAddress,
     VELRO_DATA_DIR: path.join(stack.dataDir, 'service'),
     TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`,
     LOG_LEVEL: 'silent',
+    // Tests receive webhooks and fake providers' outputs locally; the defaults are strict.
+    WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
+    WEBHOOK_ALLOW_HTTP: 'true',
+    PROVIDER_OUTPUT_ALLOW_LOOPBACK: 'true',
     ...env,
   });
 }
 
+/** A pool on the velro_app login, as the API and worker have. */
 export function testDb(config: Config): Db {
-  return createDb(config, config.DATABASE_URL!, 'velro-test');
+  return createDb(config, config.DATABASE_APP_URL!, 'velro-test');
 }
 
-/** A new user with an API key, optionally granted credits. */
-export async function createUser(db: Db, credits = 0, role: 'user' | 'admin' = 'user') {
+let system: SystemDb | undefined;
+/** One pool per test file on the velro_system login, for setup and checks across users. */
+export function systemDb(): SystemDb {
+  system ??= createSystemPool({
+    connectionString: testStack().systemDatabaseUrl,
+    max: 4,
+    applicationName: 'velro-test-system',
+    allowExitOnIdle: true,
+  });
+  return system;
+}
+
+/** A new user with an API key, optionally granted credits (through the velro_system login). */
+export async function createUser(_db: Db, credits = 0, role: 'user' | 'admin' = 'user') {
   const email = `user-${randomUUID()}@test.velro`;
   const key = generateApiKey();
-  const userId = await withSystemTx(db, async (tx) => {
+  const userId = await withSystemTx(systemDb(), async (tx) => {
     const { rows } = await tx.query<{ id: string }>('SELECT create_user($1, NULL, $2) AS id', [email, role]);
     const id = rows[0]!.id;
     await tx.query('SELECT create_api_key($1, $2, $3, $4)', [id, 'test', key.prefix, key.hash]);
@@ -64,6 +82,8 @@ export async function createUser(db: Db, credits = 0, role: 'user' | 'admin' = '
 export interface ApiHarness {
   config: Config;
   db: Db;
+  /** The velro_system login on the harness's database (systemDb() unless DATABASE_SYSTEM_URL says otherwise). */
+  systemDb: SystemDb;
   app: App;
   temporal: Client;
   stop(): Promise<void>;
@@ -73,11 +93,18 @@ export interface Harness extends ApiHarness {
   worker: Worker;
 }
 
+const setSignupCredits = (n: number) =>
+  systemDb().query('UPDATE velro_settings SET signup_credits = $1, updated_at = now()', [n]);
+
 /** The API (called through `inject`) on the test stack, with `env` applied to its configuration. */
 export async function startApi(env: Record<string, string> = {}): Promise<ApiHarness> {
   const stack = testStack();
   const config = testConfig(env);
   const db = testDb(config);
+  const ownSystem = config.DATABASE_SYSTEM_URL !== stack.systemDatabaseUrl;
+  const sys = ownSystem
+    ? createSystemPool({ connectionString: config.DATABASE_SYSTEM_URL!, max: 4 })
+    : systemDb();
   const connection = await Connection.connect({ address: stack.temporalAddress });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const app = await buildApp({
@@ -87,15 +114,22 @@ export async function startApi(env: Record<string, string> = {}): Promise<ApiHar
     storage: createStorage(config),
     assetSigningKey: Buffer.alloc(32, 7),
   });
+  // SIGNUP_CREDITS is the provisioning step's to write (velro_settings), not the API's: do it here
+  // for the life of this harness.
+  const signupCredits = env.SIGNUP_CREDITS === undefined ? undefined : config.SIGNUP_CREDITS;
+  if (signupCredits !== undefined) await setSignupCredits(signupCredits);
   return {
     config,
     db,
+    systemDb: sys,
     app,
     temporal,
     async stop() {
       await app.close();
       await connection.close();
       await db.end();
+      if (ownSystem) await sys.end();
+      if (signupCredits !== undefined) await setSignupCredits(0);
     },
   };
 }
@@ -110,7 +144,7 @@ export async function startHarness(
 ): Promise<Harness> {
   quietRuntime();
   const api = await startApi(env);
-  const { config, db, temporal } = api;
+  const { config, db, temporal, systemDb: sys } = api;
   const nativeConnection = await NativeConnection.connect({ address: testStack().temporalAddress });
   const worker = await createWorker({
     config,
@@ -119,9 +153,11 @@ export async function startHarness(
     deps: {
       ...activityDeps(config, {
         db,
+        systemDb: sys,
         storage: createStorage(config),
         providers: createProviders(config),
         workflowState: workflowStateOf(temporal),
+        stoppedGenerations: stoppedGenerationsOf(temporal),
       }),
       ...depOverrides,
     },

@@ -7,7 +7,12 @@ import { startStack } from '../../lib/runtime/embedded-stack';
 import { buildWorkflowBundle } from '../../worker/build-bundle';
 
 export interface TestStack {
+  /** The owner: migrations, and tests that need to step outside the roles on purpose. */
   databaseUrl: string;
+  /** The velro_app login (the API and worker pools). */
+  appDatabaseUrl: string;
+  /** The velro_system login (test setup, system paths). */
+  systemDatabaseUrl: string;
   temporalAddress: string;
   workflowBundlePath: string;
   dataDir: string;
@@ -49,6 +54,8 @@ export default async function setup(project: TestProject) {
   process.stderr.write(`[test stack] Postgres and Temporal ready in ${Date.now() - started} ms\n`);
   project.provide('stack', {
     databaseUrl: stack.databaseUrl,
+    appDatabaseUrl: stack.appDatabaseUrl,
+    systemDatabaseUrl: stack.systemDatabaseUrl,
     temporalAddress: stack.temporalAddress,
     workflowBundlePath,
     dataDir,

@@ -28,8 +28,10 @@ import { startTemporalDevServer, VELRO_SEARCH_ATTRIBUTES } from '../../lib/tempo
 import { ensureTemporalCli } from '../../scripts/temporal-cli';
 import {
   admissionUpdate,
+  cancelUpdate,
   generationWorkflowId,
   ModelKey,
+  progressQuery,
   providerEventSignal,
   StatusKey,
   UserIdKey,
@@ -156,6 +158,35 @@ export const SCENARIOS = {
       // The delivery outlives the generation; let it finish before the worker stops.
       const generationId = handle.workflowId.replace(/^generation-/, '');
       await handle.client.getHandle(`webhook-event-1-${generationId}`).result();
+    },
+  },
+  // Since the 'point-of-no-return' patch: the provider succeeded, then, while the outputs are being
+  // stored, the cancel update is refused (a rejected update leaves no event) and an operator cancels
+  // the workflow: storing runs to the end, the credits are committed, the workflow completes.
+  'point-of-no-return': {
+    input: { pollInitialMs: 100 },
+    activities: {
+      storeOutputs: async () => {
+        await sleep(1500);
+        return ['asset-1'];
+      },
+    },
+    async drive(handle) {
+      while ((await handle.query(progressQuery)).stage !== 'storing outputs') await sleep(50);
+      await handle.executeUpdate(cancelUpdate).catch(() => undefined);
+      await handle.cancel();
+      await handle.result();
+    },
+  },
+  // Since the cancel update: a client's cancel while waiting at the provider, taken by the workflow.
+  'cancel-update': {
+    input: { pollInitialMs: 60_000 },
+    activities: { checkProvider: polls(running) },
+    async drive(handle, s) {
+      await s.firstPoll;
+      await sleep(200);
+      await handle.executeUpdate(cancelUpdate);
+      await handle.result();
     },
   },
   // Admission refused for want of credits: nothing else runs.

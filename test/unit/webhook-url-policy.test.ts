@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../lib/config';
 import { postWebhook } from '../../lib/webhooks/http';
 import {
   addressProblem,
   checkWebhookUrl,
   parseWebhookUrl,
+  webhookUrlPolicy,
   WebhookUrlRefused,
   type LookupAll,
 } from '../../lib/webhooks/url-policy';
@@ -99,6 +101,32 @@ describe('webhook URLs as clients give them', () => {
     expect(parseWebhookUrl('http://localhost:9000/hook', development).hostname).toBe('localhost');
     expect(() => parseWebhookUrl('ftp://127.0.0.1/hook', development)).toThrow(WebhookUrlRefused);
   });
+
+  it.each([{}, { NODE_ENV: 'development' }, { NODE_ENV: 'test' }])(
+    'with the default configuration (%o) refuses http and private targets',
+    async (env) => {
+      const policy = webhookUrlPolicy(loadConfig(env));
+      const dns = fakeDns({ 'hooks.example.com': ['93.184.215.14'], 'inside.example.com': ['10.0.0.5'] });
+      for (const url of [
+        'http://hooks.example.com/velro',
+        'http://127.0.0.1:9000/hook',
+        'http://localhost:9000/hook',
+        'https://127.0.0.1/hook',
+        'https://[::1]/hook',
+        'https://192.168.1.20/hook',
+        'https://169.254.169.254/latest/meta-data',
+        'https://localhost/hook',
+      ]) {
+        await expect(checkWebhookUrl(url, policy, dns), url).rejects.toThrow(WebhookUrlRefused);
+      }
+      await expect(checkWebhookUrl('https://inside.example.com/hook', policy, dns)).rejects.toThrow(
+        /a private address/,
+      );
+      await expect(checkWebhookUrl('https://hooks.example.com/velro', policy, dns)).resolves.toBeInstanceOf(
+        URL,
+      );
+    },
+  );
 
   it('resolves host names in production and refuses one that has any internal address', async () => {
     const dns = fakeDns({

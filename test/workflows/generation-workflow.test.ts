@@ -2,7 +2,13 @@
 // every call: no Postgres, no provider, just the order of side effects the workflow asks for.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection, WithStartWorkflowOperation, type WorkflowHandle } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WithStartWorkflowOperation,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +16,7 @@ import type { createActivities } from '../../activities';
 import type { ProviderStatus } from '../../lib/providers/provider';
 import {
   admissionUpdate,
+  cancelUpdate,
   generationWorkflowId,
   ModelKey,
   progressQuery,
@@ -609,3 +616,192 @@ describe('GenerationWorkflow with stub activities', () => {
     ]);
   });
 });
+
+/** The cancel update's refusal, as the API sees it: an ApplicationFailure of type not_cancelable. */
+async function cancelRefusal(handle: WorkflowHandle): Promise<{ type?: string | null; message: string }> {
+  const err = await handle.executeUpdate(cancelUpdate).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+  const cause = (err as WorkflowUpdateFailedError).cause as ApplicationFailure;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  return { type: cause.type, message: cause.message };
+}
+
+describe('GenerationWorkflow: cancellation at every stage and the point of no return', () => {
+  const canceledRefund = (input: GenerationInput) => [
+    {
+      userId: input.userId,
+      generationId: input.generationId,
+      status: 'canceled',
+      error: { code: 'canceled', message: 'The generation was canceled.' },
+    },
+  ];
+
+  it('a cancel that arrives during admission is taken as soon as admission ends, and refunds', async () => {
+    const input = generationInput();
+    const admitting = deferred();
+    const stubs: StubActivities = new StubActivities({
+      admitGeneration: async (i) => {
+        admitting.resolve();
+        await admit.promise;
+        return { reservationId: `reserve-${i.generationId}` };
+      },
+    });
+    const admit = stubs.gate();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const handle = await start(taskQueue, input);
+      await admitting.promise;
+      // Admission is a local activity inside a workflow task: the update is taken after it.
+      const cancel = handle.executeUpdate(cancelUpdate);
+      await sleep(200);
+      admit.resolve();
+      await cancel;
+      expect(await handle.result()).toMatchObject({ status: 'canceled', assetIds: [] });
+    });
+
+    const names = stubs.names();
+    expect(names.filter((n) => n === 'admitGeneration')).toHaveLength(1);
+    expect(names).not.toContain('storeOutputs');
+    // Whatever reached the provider was cancelled there.
+    expect(names.includes('submitToProvider')).toBe(names.includes('cancelAtProvider'));
+    expect(names.slice(-2)).toEqual(['failGeneration', 'createWebhookEvent']);
+    expect(stubs.argsOf('failGeneration')).toEqual([canceledRefund(input)]);
+  });
+
+  it.each(['queued', 'running'] as const)(
+    'a cancel while %s at the provider is accepted: cancelled there, refunded, no output stored',
+    async (state) => {
+      const input = generationInput({ pollInitialMs: 60_000 });
+      const polled = deferred();
+      const stubs = new StubActivities({
+        checkProvider: async () => {
+          polled.resolve();
+          return state === 'queued' ? { state, queuePosition: 2, logs: [] } : { state, logs: [] };
+        },
+      });
+
+      await withWorker(stubs, async (taskQueue) => {
+        const { handle } = await submit(taskQueue, input);
+        await polled.promise;
+        await handle.executeUpdate(cancelUpdate);
+        expect(await handle.result()).toMatchObject({ status: 'canceled', assetIds: [] });
+        expect(await statusAttribute(handle)).toBe('canceled');
+      });
+
+      expect(stubs.names()).toEqual([
+        'admitGeneration',
+        'submitToProvider',
+        'checkProvider',
+        'cancelAtProvider',
+        'failGeneration',
+        'createWebhookEvent',
+      ]);
+      expect(stubs.argsOf('failGeneration')).toEqual([canceledRefund(input)]);
+    },
+  );
+
+  it('refuses a cancel once the provider has succeeded: storing runs to the end and is charged, even through a workflow cancel', async () => {
+    const input = generationInput();
+    const storing = deferred();
+    const stubs: StubActivities = new StubActivities({
+      storeOutputs: async (i) => {
+        storing.resolve();
+        await slowDownload.promise;
+        return [`asset-${i.generationId}-0`];
+      },
+    });
+    const slowDownload = stubs.gate();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { handle } = await submit(taskQueue, input);
+      await storing.promise;
+      expect(await handle.query(progressQuery)).toMatchObject({
+        status: 'running',
+        stage: 'storing outputs',
+      });
+      expect(await cancelRefusal(handle)).toEqual({
+        type: 'not_cancelable',
+        message: 'The provider has finished this generation: it is being stored and charged.',
+      });
+      // An operator's cancel of the whole workflow (UI, CLI) does not cut the download either.
+      await handle.cancel();
+      await sleep(300);
+      slowDownload.resolve();
+      expect(await handle.result()).toEqual({
+        status: 'succeeded',
+        assetIds: [`asset-${input.generationId}-0`],
+      });
+    });
+
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'submitToProvider',
+      'checkProvider',
+      'storeOutputs',
+      'completeGeneration',
+      'createWebhookEvent',
+    ]);
+    expect(stubs.argsOf('failGeneration')).toEqual([]);
+  });
+
+  it('refuses a cancel of a generation that has already ended', async () => {
+    const input = generationInput();
+    const stubs: StubActivities = new StubActivities({
+      // Hold the workflow open after settlement, so the update reaches a running workflow.
+      createWebhookEvent: async () => {
+        await hold.promise;
+        return {
+          deliveries: [],
+          eventId: null,
+          retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
+        };
+      },
+    });
+    const hold = stubs.gate();
+
+    await withWorker(stubs, async (taskQueue) => {
+      const { handle } = await submit(taskQueue, input);
+      await waitUntil(() => stubs.names().includes('createWebhookEvent'));
+      expect(await cancelRefusal(handle)).toEqual({
+        type: 'not_cancelable',
+        message: 'This generation has already succeeded and was charged.',
+      });
+      hold.resolve();
+      expect(await handle.result()).toMatchObject({ status: 'succeeded' });
+    });
+    expect(stubs.argsOf('failGeneration')).toEqual([]);
+  });
+
+  it('gives clients a generic internal_error for an unexpected failure, never its raw message', async () => {
+    const input = generationInput();
+    const stubs = new StubActivities({
+      storeOutputs: async () => {
+        throw ApplicationFailure.nonRetryable(
+          'relation "assets" does not exist at /srv/velro/activities/outputs.ts:12',
+          'DatabaseError',
+        );
+      },
+    });
+
+    await withWorker(stubs, async (taskQueue) => {
+      const handle = await start(taskQueue, input);
+      const outcome = await handle.result();
+      expect(outcome).toMatchObject({ status: 'failed', error: { code: 'internal_error' } });
+      expect(outcome.error!.message).toBe(
+        `Something went wrong on our side with generation ${input.generationId}; its credits were refunded.`,
+      );
+    });
+    expect(JSON.stringify(stubs.argsOf('failGeneration'))).not.toMatch(/assets|srv|outputs\.ts/);
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await sleep(50);
+  }
+}

@@ -60,8 +60,8 @@ describe('replaying recorded GenerationWorkflow histories', () => {
       const source = await fs.readFile(file, 'utf8');
       // Schedule a different activity where the outputs are stored: the history no longer matches.
       const reordered = source.replace(
-        'const assetIds = await storeOutputs(',
-        'const assetIds = await (checkProvider as unknown as typeof storeOutputs)(',
+        'const store = () => storeOutputs(',
+        'const store = () => (checkProvider as unknown as typeof storeOutputs)(',
       );
       expect(reordered, 'the change no longer applies to workflows/generation.ts').not.toBe(source);
       await fs.writeFile(file, reordered);

@@ -1,0 +1,362 @@
+import { createHash, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withSystemTx } from '../../lib/db/pool';
+import * as ledger from '../../lib/ledger/ledger';
+import { createUser, systemDb, testStack } from '../support/context';
+
+/**
+ * The second wall, attacked from the inside: SQL that reached a connection of the velro_app login
+ * (the API's and worker's only login) tries to step around row-level security. Every attempt fails.
+ */
+
+const deadline = () => new Date(Date.now() + 3600_000);
+
+async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+/** Runs `sql` in a transaction of `client` scoped to `userId` (or not scoped at all), then rolls back. */
+async function asUser<T extends pg.QueryResultRow>(
+  client: pg.Client,
+  userId: string | null,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult<T>> {
+  await client.query('BEGIN');
+  try {
+    if (userId) await client.query(`SELECT set_config('app.user_id', $1, true)`, [userId]);
+    return await client.query<T>(sql, params);
+  } finally {
+    await client.query('ROLLBACK');
+  }
+}
+
+const refused = { code: '42501' };
+
+describe('the database wall: the velro_app login cannot step around row-level security', () => {
+  let app: pg.Client;
+  let system: pg.Client;
+  let ownerName: string;
+  let a: Awaited<ReturnType<typeof createUser>>;
+  let b: Awaited<ReturnType<typeof createUser>>;
+  let bGeneration: string;
+  let bReservation: string;
+
+  beforeAll(async () => {
+    const stack = testStack();
+    ownerName = decodeURIComponent(new URL(stack.databaseUrl).username);
+    app = await connect(stack.appDatabaseUrl);
+    system = await connect(stack.systemDatabaseUrl);
+    a = await createUser(undefined as never, 100);
+    b = await createUser(undefined as never, 300);
+    bGeneration = randomUUID();
+    await withSystemTx(systemDb(), (tx) =>
+      tx.query(
+        `INSERT INTO generations (id, user_id, model, input, credits, provider)
+         VALUES ($1, $2, 'imagen4-ultra', '{"prompt":"b secret"}', 10, 'local')`,
+        [bGeneration, b.userId],
+      ),
+    );
+    // B's own reservation, made the way the worker makes it (one statement on the pool, as B).
+    const appPool = new pg.Pool({ connectionString: stack.appDatabaseUrl, max: 1 });
+    try {
+      bReservation = randomUUID();
+      await ledger.reserve(appPool, {
+        userId: b.userId,
+        id: bReservation,
+        amount: 10,
+        generationId: bGeneration,
+        deadline: deadline(),
+      });
+    } finally {
+      await appPool.end();
+    }
+  });
+  afterAll(async () => {
+    await app?.end();
+    await system?.end();
+  });
+
+  const bBalance = async () =>
+    (
+      await withSystemTx(systemDb(), (tx) =>
+        tx.query<{ available: number; debits_pending: number }>(
+          'SELECT available, debits_pending FROM credit_balances WHERE user_id = $1',
+          [b.userId],
+        ),
+      )
+    ).rows[0];
+
+  it('logs in as velro_app itself (no SET ROLE from another login)', async () => {
+    const { rows } = await app.query('SELECT current_user AS current, session_user AS session');
+    expect(rows[0]).toEqual({ current: 'velro_app', session: 'velro_app' });
+  });
+
+  it('cannot SET ROLE velro_system, nor SET ROLE to the owner, nor SET SESSION AUTHORIZATION', async () => {
+    await expect(app.query('SET ROLE velro_system')).rejects.toMatchObject(refused);
+    await expect(app.query(`SET ROLE ${pg.escapeIdentifier(ownerName)}`)).rejects.toMatchObject(refused);
+    await expect(app.query('SET SESSION AUTHORIZATION velro_system')).rejects.toMatchObject(refused);
+    await expect(
+      app.query(`SET SESSION AUTHORIZATION ${pg.escapeIdentifier(ownerName)}`),
+    ).rejects.toMatchObject(refused);
+  });
+
+  it('SET ROLE NONE keeps it velro_app, with no rights gained', async () => {
+    await app.query('SET ROLE NONE');
+    const { rows } = await app.query('SELECT current_user AS current');
+    expect(rows[0]).toEqual({ current: 'velro_app' });
+    await expect(app.query('SELECT password_hash FROM users')).rejects.toMatchObject(refused);
+    await expect(
+      app.query(`SELECT ledger_grant(gen_random_uuid(), $1, 1000, 'free')`, [a.userId]),
+    ).rejects.toMatchObject(refused);
+    expect((await app.query('SELECT count(*)::int AS n FROM generations')).rows[0]).toEqual({ n: 0 });
+    await app.query('RESET ROLE');
+  });
+
+  it("cannot read another user's rows: scoped to A, B's generations and credit rows are invisible", async () => {
+    for (const table of ['generations', 'credit_accounts', 'credit_transfers', 'credit_balances', 'users']) {
+      const column = table === 'users' ? 'id' : 'user_id';
+      const { rows } = await asUser<{ n: number }>(
+        app,
+        a.userId,
+        `SELECT count(*)::int AS n FROM ${table} WHERE ${column} = $1`,
+        [b.userId],
+      );
+      expect(rows[0]!.n, table).toBe(0);
+    }
+    const byId = await asUser(app, a.userId, 'SELECT id FROM generations WHERE id = $1', [bGeneration]);
+    expect(byId.rows).toEqual([]);
+  });
+
+  it('cannot read any tenant row with app.user_id unset', async () => {
+    for (const table of [
+      'generations',
+      'credit_accounts',
+      'credit_transfers',
+      'credit_balances',
+      'users',
+      'api_keys',
+    ]) {
+      const { rows } = await asUser<{ n: number }>(app, null, `SELECT count(*)::int AS n FROM ${table}`);
+      expect(rows[0]!.n, table).toBe(0);
+    }
+  });
+
+  it('cannot reserve for another user via p_user, with app.user_id unset or set to someone else', async () => {
+    const before = await bBalance();
+    for (const scope of [null, a.userId]) {
+      await expect(
+        asUser(app, scope, 'SELECT * FROM ledger_reserve($1, 50, NULL, $2, $3)', [
+          randomUUID(),
+          deadline(),
+          b.userId,
+        ]),
+      ).rejects.toMatchObject(refused);
+      await expect(
+        asUser(app, scope, 'SELECT * FROM ledger_reserve_batch($1, $2, $3, $4, $5)', [
+          b.userId,
+          [randomUUID()],
+          [50],
+          [null],
+          [deadline()],
+        ]),
+      ).rejects.toMatchObject(refused);
+    }
+    // Outside a transaction too: one autocommitted statement naming B.
+    await expect(
+      app.query('SELECT * FROM ledger_reserve($1, 50, NULL, $2, $3)', [randomUUID(), deadline(), b.userId]),
+    ).rejects.toMatchObject(refused);
+    expect(await bBalance()).toEqual(before);
+  });
+
+  it("cannot commit or release another user's reservation via p_user, with app.user_id unset or set to someone else", async () => {
+    const before = await bBalance();
+    for (const scope of [null, a.userId]) {
+      await expect(
+        asUser(app, scope, 'SELECT * FROM ledger_commit($1, $2, $3)', [randomUUID(), bReservation, b.userId]),
+      ).rejects.toMatchObject(refused);
+      await expect(
+        asUser(app, scope, 'SELECT * FROM ledger_release($1, $2, NULL, $3)', [
+          randomUUID(),
+          bReservation,
+          b.userId,
+        ]),
+      ).rejects.toMatchObject(refused);
+    }
+    // Scoped to A without naming B: B's reservation is not A's to resolve.
+    await expect(
+      asUser(app, a.userId, 'SELECT * FROM ledger_commit($1, $2)', [randomUUID(), bReservation]),
+    ).rejects.toMatchObject({ code: 'VL404' });
+    expect(await bBalance()).toEqual(before);
+    const resolutions = await withSystemTx(systemDb(), (tx) =>
+      tx.query('SELECT id FROM credit_transfers WHERE pending_id = $1', [bReservation]),
+    );
+    expect(resolutions.rows).toEqual([]);
+  });
+
+  it('cannot call ledger_grant, create_user with role admin, create_api_key for others, or any other system function', async () => {
+    const denied = [
+      `SELECT ledger_grant(gen_random_uuid(), '${b.userId}', 1000, 'free')`,
+      `SELECT create_user('intruder-${randomUUID()}@test.velro', NULL, 'admin')`,
+      `SELECT create_api_key('${b.userId}', 'x', 'vk_x', '\\x00'::bytea)`,
+      `SELECT * FROM find_user_by_email('${b.email}')`,
+      `SELECT * FROM find_generations_by_provider_request('local', 'x')`,
+      `SELECT ledger_expire_grants()`,
+      `SELECT ledger_fold_commits()`,
+      `SELECT * FROM ledger_pending_reserve('${bReservation}', '${b.userId}')`,
+      `SELECT * FROM ledger_resolution_replay(gen_random_uuid(), '${bReservation}', 'commit')`,
+      `SELECT ledger_expire_lapsed_lots(NULL::credit_accounts)`,
+      `SELECT ledger_acting_user('${b.userId}')`,
+      // A plain user is no admin: the admin grant refuses.
+      `SELECT * FROM admin_grant_credits(gen_random_uuid(), '${a.userId}', 1000, 'free')`,
+      `SELECT * FROM velro_settings`,
+      `UPDATE velro_settings SET signup_credits = 1000000`,
+      `UPDATE users SET role = 'admin'`,
+      `INSERT INTO credit_transfers (id, account_id, user_id, kind, amount) SELECT gen_random_uuid(), id, user_id, 'grant', 1 FROM credit_accounts`,
+    ];
+    for (const scope of [null, a.userId]) {
+      for (const sql of denied) {
+        await expect(
+          asUser(app, scope, sql),
+          `${sql} (app.user_id ${scope ?? 'unset'})`,
+        ).rejects.toMatchObject(refused);
+      }
+    }
+  });
+
+  it('cannot read any password_hash (column privilege), not even its own user’s', async () => {
+    const stored = `scrypt$32768$8$1$${'s'.repeat(22)}$${'h'.repeat(43)}`;
+    await withSystemTx(systemDb(), (tx) =>
+      tx.query('UPDATE users SET password_hash = $2 WHERE id = $1', [a.userId, stored]),
+    );
+    for (const sql of [
+      'SELECT password_hash FROM users',
+      'SELECT * FROM users',
+      'SELECT u FROM users u',
+      `SELECT id FROM users WHERE password_hash IS NOT NULL`,
+    ]) {
+      await expect(asUser(app, a.userId, sql), sql).rejects.toMatchObject(refused);
+    }
+    const own = await asUser(app, a.userId, 'SELECT id, email, role FROM users');
+    expect(own.rows).toEqual([{ id: a.userId, email: a.email, role: 'user' }]);
+    // The login functions hand out the parameters and salt, never the hash.
+    const params = await app.query('SELECT params, key_bytes FROM auth_password_params($1)', [a.email]);
+    expect(params.rows).toEqual([{ params: `scrypt$32768$8$1$${'s'.repeat(22)}`, key_bytes: 32 }]);
+    expect(JSON.stringify(params.rows)).not.toContain('h'.repeat(43));
+  });
+
+  it('serves a signed asset only by its id and only while its generation has succeeded', async () => {
+    const sha = createHash('sha256').update('x').digest('hex');
+    const asset = async (status: string) => {
+      const generationId = randomUUID();
+      const assetId = randomUUID();
+      await withSystemTx(systemDb(), async (tx) => {
+        await tx.query(
+          `INSERT INTO generations (id, user_id, model, input, credits, provider, status, completed_at)
+           VALUES ($1, $2, 'imagen4-ultra', '{}', 10, 'local', $3, CASE WHEN $3 = 'running' THEN NULL ELSE now() END)`,
+          [generationId, b.userId, status],
+        );
+        await tx.query(
+          `INSERT INTO assets (id, generation_id, user_id, position, storage_key, content_type, bytes, sha256)
+           VALUES ($1, $2, $3, 0, 'k', 'image/png', 1, $4)`,
+          [assetId, generationId, b.userId, sha],
+        );
+      });
+      return (await app.query('SELECT * FROM signed_asset($1)', [assetId])).rows;
+    };
+    expect(await asset('succeeded')).toEqual([{ storage_key: 'k', content_type: 'image/png', sha256: sha }]);
+    for (const status of ['failed', 'canceled', 'running']) expect(await asset(status), status).toEqual([]);
+  });
+
+  it('has no way around RLS in pg_catalog: not superuser, no BYPASSRLS, owns nothing, member of no role', async () => {
+    const role = await app.query(
+      `SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication, rolcanlogin
+       FROM pg_roles WHERE rolname = 'velro_app'`,
+    );
+    expect(role.rows).toEqual([
+      {
+        rolsuper: false,
+        rolbypassrls: false,
+        rolcreaterole: false,
+        rolcreatedb: false,
+        rolreplication: false,
+        rolcanlogin: true,
+      },
+    ]);
+    const owned = await app.query(
+      `SELECT 'table ' || relname AS what FROM pg_class WHERE relowner = 'velro_app'::regrole
+       UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE proowner = 'velro_app'::regrole
+       UNION ALL SELECT 'type ' || typname FROM pg_type WHERE typowner = 'velro_app'::regrole
+       UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspowner = 'velro_app'::regrole
+       UNION ALL SELECT 'database ' || datname FROM pg_database WHERE datdba = 'velro_app'::regrole`,
+    );
+    expect(owned.rows).toEqual([]);
+    const memberships = await app.query(
+      `SELECT roleid::regrole::text AS role FROM pg_auth_members WHERE member = 'velro_app'::regrole`,
+    );
+    expect(memberships.rows).toEqual([]);
+    const can = await app.query(
+      `SELECT pg_has_role('velro_app', 'velro_system', 'MEMBER') AS system,
+              pg_has_role('velro_app', $1, 'MEMBER') AS owner,
+              has_schema_privilege('velro_app', 'public', 'CREATE') AS create`,
+      [ownerName],
+    );
+    expect(can.rows[0]).toEqual({ system: false, owner: false, create: false });
+  });
+
+  it('lets velro_app execute only the audited functions (db/migrations/008): each acts for app.user_id or by capability', async () => {
+    const { rows } = await app.query<{ fn: string }>(
+      `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE n.nspname = 'public' AND p.prokind = 'f' AND has_function_privilege('velro_app', p.oid, 'EXECUTE')
+         AND p.prorettype <> 'trigger'::regtype
+       ORDER BY 1`,
+    );
+    expect(rows.map((r) => r.fn)).toEqual([
+      'admin_grant_credits(uuid,uuid,bigint,text,timestamp with time zone)',
+      'auth_api_key(bytea)',
+      'auth_password_check(text,text)',
+      'auth_password_params(text)',
+      'auth_password_rehash(text,text)',
+      'auth_user(uuid)',
+      'current_app_user()',
+      'generation_statuses(uuid[])',
+      'ledger_check_amount(bigint)',
+      'ledger_commit(uuid,uuid,uuid)',
+      'ledger_conflict(uuid)',
+      'ledger_derived_id(text)',
+      'ledger_release(uuid,uuid,text,uuid)',
+      'ledger_reserve(uuid,bigint,uuid,timestamp with time zone,uuid)',
+      'ledger_reserve_batch(uuid,uuid[],bigint[],uuid[],timestamp with time zone[])',
+      'provider_request_key(text)',
+      'provider_webhook_generations(text,text)',
+      'record_provider_webhook(text,text)',
+      'register_user(text,text)',
+      'signed_asset(uuid)',
+    ]);
+  });
+
+  it('gives the velro_system login no way to the owner: cannot SET ROLE to it, not superuser, member of no role', async () => {
+    await expect(system.query(`SET ROLE ${pg.escapeIdentifier(ownerName)}`)).rejects.toMatchObject(refused);
+    await expect(
+      system.query(`SET SESSION AUTHORIZATION ${pg.escapeIdentifier(ownerName)}`),
+    ).rejects.toMatchObject(refused);
+    const { rows } = await system.query(
+      `SELECT current_user AS who, r.rolsuper, r.rolbypassrls, r.rolcreaterole,
+              (SELECT count(*)::int FROM pg_auth_members m WHERE m.member = r.oid) AS memberships,
+              has_schema_privilege('public', 'CREATE') AS create
+       FROM pg_roles r WHERE r.rolname = current_user`,
+    );
+    expect(rows[0]).toEqual({
+      who: 'velro_system',
+      rolsuper: false,
+      rolbypassrls: false,
+      rolcreaterole: false,
+      memberships: 0,
+      create: false,
+    });
+  });
+});
