@@ -1,5 +1,5 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { loadGeneration, toView } from '../api/services/generation-view';
+import { loadGeneration, toView } from '../lib/generations/view';
 import { withUserTx, type Tx } from '../lib/db/pool';
 import { retryAfterMs } from '../lib/providers/http';
 import { VERSION } from '../lib/version';

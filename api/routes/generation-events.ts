@@ -11,7 +11,7 @@ import {
   newerThan,
   type GenerationSnapshot,
 } from '../services/generation-events';
-import { loadGeneration, toView } from '../services/generation-view';
+import { loadGeneration, toView } from '../../lib/generations/view';
 
 const HEARTBEAT_MS = 15_000;
 

@@ -13,13 +13,8 @@ import {
   afterCursor,
   toPage,
 } from '../schemas/common';
-import {
-  GENERATION_SELECT,
-  generationSchema,
-  loadGeneration,
-  toView,
-  type GenerationRow,
-} from '../services/generation-view';
+import { GENERATION_SELECT, loadGeneration, toView, type GenerationRow } from '../../lib/generations/view';
+import { generationSchema } from '../schemas/generations';
 import { cancelGeneration } from '../services/cancel-generation';
 import { submitGeneration, waitUntilDone } from '../services/submit-generation';
 import { assertWebhookUrl } from './webhooks';

@@ -1,48 +1,39 @@
-import { z } from 'zod';
-import { examples } from '../schemas/examples';
-import { signAssetPath } from '../../lib/auth/signed-urls';
-import type { Tx } from '../../lib/db/pool';
+import { signAssetPath } from '../auth/signed-urls';
+import type { Tx } from '../db/pool';
+import type { GenerationStatus } from './status';
 
 /** Default lifetime of the signed output URLs (ASSET_URL_TTL_SECONDS overrides it). */
 const ASSET_URL_TTL_SECONDS = 24 * 60 * 60;
 
-export const generationSchema = z
-  .object({
-    id: z.uuid(),
-    model: z.string(),
-    status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']),
-    stage: z.string(),
-    input: z.record(z.string(), z.unknown()),
-    projectId: z.uuid().nullable(),
-    credits: z.object({
-      amount: z.number().int(),
-      state: z.enum(['reserved', 'charged', 'refunded', 'none']),
-    }),
-    outputs: z.array(
-      z.object({
-        id: z.uuid(),
-        url: z.string(),
-        contentType: z.string(),
-        bytes: z.number().int(),
-        width: z.number().int().nullable(),
-        height: z.number().int().nullable(),
-        durationMs: z.number().int().nullable(),
-        sha256: z.string(),
-      }),
-    ),
-    error: z.object({ code: z.string(), message: z.string() }).nullable(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-    completedAt: z.string().nullable(),
-  })
-  .meta({ id: 'Generation', examples: [examples.generation] });
-
-export type GenerationView = z.infer<typeof generationSchema>;
+/** A generation as clients see it (GET /v1/generations/:id, event streams, webhooks). */
+export interface GenerationView {
+  id: string;
+  model: string;
+  status: GenerationStatus;
+  stage: string;
+  input: Record<string, unknown>;
+  projectId: string | null;
+  credits: { amount: number; state: 'reserved' | 'charged' | 'refunded' | 'none' };
+  outputs: {
+    id: string;
+    url: string;
+    contentType: string;
+    bytes: number;
+    width: number | null;
+    height: number | null;
+    durationMs: number | null;
+    sha256: string;
+  }[];
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+  completedAt: string | null;
+}
 
 interface Row {
   id: string;
   model: string;
-  status: GenerationView['status'];
+  status: GenerationStatus;
   stage: string;
   input: Record<string, unknown>;
   project_id: string | null;
