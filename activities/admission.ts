@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { withUserTx } from '../lib/db/pool';
+import { insertGeneration } from '../lib/generations/store';
 import { LedgerError } from '../lib/ledger/errors';
 import { transferId } from '../lib/ledger/ids';
 import * as ledger from '../lib/ledger/ledger';
@@ -9,7 +10,13 @@ import type { ActivityDeps } from './deps';
 /** How long a reservation may stay pending before the reconciler may release it. */
 const RESERVATION_GRACE_MS = 60 * 60 * 1000;
 
-export function admissionActivities({ db }: ActivityDeps) {
+export interface Admitted {
+  reservationId: string;
+  /** First interval between provider polls (then ×1.5 up to 15 s). */
+  pollInitialMs: number;
+}
+
+export function admissionActivities({ db, pollInitialMs }: ActivityDeps) {
   return {
     /**
      * Reserves the generation's credits, then creates its row. The reservation goes first, as a
@@ -18,9 +25,11 @@ export function admissionActivities({ db }: ActivityDeps) {
      * A refusal (402) leaves nothing behind; a row never exists without its reservation. If the row
      * cannot be written after the reservation was, a retry replays the reservation (same id); if the
      * workflow gives up instead, the reconciler releases the orphaned reservation once the workflow
-     * is closed.
+     * is closed. Also answers the first interval between provider polls, from the worker's own
+     * settings: a local activity's result is recorded in the history, so the workflow stays
+     * deterministic however the settings change later.
      */
-    async admitGeneration(input: GenerationInput): Promise<{ reservationId: string }> {
+    async admitGeneration(input: GenerationInput): Promise<Admitted> {
       const reservationId = transferId(input.generationId, 'reserve');
       try {
         await ledger.reserve(db, {
@@ -37,22 +46,18 @@ export function admissionActivities({ db }: ActivityDeps) {
         throw err;
       }
       await withUserTx(db, input.userId, (tx) =>
-        tx.query(
-          `INSERT INTO generations (id, user_id, project_id, model, input, credits, provider, webhook_url)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-          [
-            input.generationId,
-            input.userId,
-            input.projectId,
-            input.model,
-            input.input,
-            input.credits,
-            input.provider,
-            input.webhookUrl,
-          ],
-        ),
+        insertGeneration(tx, {
+          id: input.generationId,
+          userId: input.userId,
+          projectId: input.projectId,
+          model: input.model,
+          input: input.input,
+          credits: input.credits,
+          provider: input.provider,
+          webhookUrl: input.webhookUrl,
+        }),
       );
-      return { reservationId };
+      return { reservationId, pollInitialMs: pollInitialMs[input.provider] };
     },
   };
 }

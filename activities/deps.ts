@@ -34,6 +34,8 @@ export interface ActivityDeps {
   allowLoopbackOutputs: boolean;
   /** Hosts provider outputs may be downloaded from. */
   outputHosts: string[];
+  /** First interval between provider polls, by provider (lib/generations/poll.ts); admission answers it. */
+  pollInitialMs: Record<ProviderName, number>;
   /** Whether a workflow is still running (the reconciler asks before releasing a reservation). */
   workflowState(workflowId: string): Promise<'running' | 'closed' | 'missing'>;
   /** Generations whose workflow closed since then without completing (an operator's terminate, say). */

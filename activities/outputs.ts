@@ -1,6 +1,7 @@
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { assetIdAt, insertAssetWhileRunning } from '../lib/assets/store';
 import { withUserTx } from '../lib/db/pool';
 import { probeMedia, SERVABLE_MEDIA_TYPES, sniffMediaType } from '../lib/media/probe';
 import { DownloadRefused, openDownload } from '../lib/providers/download';
@@ -74,13 +75,10 @@ export function outputActivities(deps: ActivityDeps) {
     const assetIds: string[] = [];
     for (const [position, source] of sources.entries()) {
       const done = await withUserTx(deps.db, input.userId, (tx) =>
-        tx.query<{ id: string }>('SELECT id FROM assets WHERE generation_id = $1 AND position = $2', [
-          input.generationId,
-          position,
-        ]),
+        assetIdAt(tx, input.generationId, position),
       );
-      if (done.rows[0]) {
-        assetIds.push(done.rows[0].id);
+      if (done) {
+        assetIds.push(done);
         continue;
       }
       const { body, contentType } = await open(provider, source);
@@ -111,37 +109,26 @@ export function outputActivities(deps: ActivityDeps) {
         media?.durationMs ??
         (source.kind === 'local' && source.durationSeconds ? source.durationSeconds * 1000 : null);
       const id = await withUserTx(deps.db, input.userId, async (tx) => {
-        // Only while the generation is still running: one that has ended (refunded by the reconciler
-        // after an operator's terminate, say) gets no outputs.
-        const inserted = await tx.query<{ id: string }>(
-          `INSERT INTO assets (id, generation_id, user_id, position, storage_key, content_type, bytes, width, height, duration_ms, sha256)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-             WHERE EXISTS (SELECT 1 FROM generations WHERE id = $2 AND status IN ('queued', 'running'))
-             ON CONFLICT (generation_id, position) DO NOTHING RETURNING id`,
-          [
-            randomUUID(),
-            input.generationId,
-            input.userId,
-            position,
-            key,
-            mediaType,
-            stored.bytes,
-            media?.width ?? null,
-            media?.height ?? null,
-            durationMs,
-            stored.sha256,
-          ],
-        );
-        if (inserted.rows[0]) return inserted.rows[0].id;
+        const inserted = await insertAssetWhileRunning(tx, {
+          id: randomUUID(),
+          generationId: input.generationId,
+          userId: input.userId,
+          position,
+          storageKey: key,
+          contentType: mediaType,
+          bytes: stored.bytes,
+          width: media?.width ?? null,
+          height: media?.height ?? null,
+          durationMs,
+          sha256: stored.sha256,
+        });
+        if (inserted) return inserted;
         // A concurrent attempt recorded it first, or the generation is no longer running.
-        const existing = await tx.query<{ id: string }>(
-          'SELECT id FROM assets WHERE generation_id = $1 AND position = $2',
-          [input.generationId, position],
-        );
-        if (!existing.rows[0]) {
+        const existing = await assetIdAt(tx, input.generationId, position);
+        if (!existing) {
           throw ApplicationFailure.nonRetryable('the generation has already ended', 'generation_ended');
         }
-        return existing.rows[0].id;
+        return existing;
       });
       assetIds.push(id);
     }

@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { findModel } from '../lib/catalog/models';
 import { withUserTx } from '../lib/db/pool';
+import { providerRequestIdOf, recordProviderRequest } from '../lib/generations/store';
 import {
   NonRetryableProviderError,
   RetryableProviderError,
@@ -57,23 +58,15 @@ export function providerActivities(deps: ActivityDeps) {
      * a retried or replayed submit never starts a second paid job.
      */
     async submitToProvider(input: GenerationInput): Promise<{ requestId: string }> {
-      const existing = await withUserTx(deps.db, input.userId, (tx) =>
-        tx.query<{ provider_request_id: string | null }>(
-          'SELECT provider_request_id FROM generations WHERE id = $1',
-          [input.generationId],
-        ),
+      const stored = await withUserTx(deps.db, input.userId, (tx) =>
+        providerRequestIdOf(tx, input.generationId),
       );
-      const stored = existing.rows[0]?.provider_request_id;
       if (stored) return { requestId: stored };
 
       const { provider, job } = providerFor(deps, input);
       const { requestId } = await providerCall(() => provider.submit(job));
       await withUserTx(deps.db, input.userId, (tx) =>
-        tx.query(
-          `UPDATE generations SET provider_request_id = $2, status = 'running', stage = 'submitted', updated_at = now()
-           WHERE id = $1 AND status IN ('queued', 'running')`,
-          [input.generationId, requestId],
-        ),
+        recordProviderRequest(tx, input.generationId, requestId),
       );
       return { requestId };
     },

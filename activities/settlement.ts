@@ -1,4 +1,5 @@
 import { withUserTx } from '../lib/db/pool';
+import { markRefunded, markSucceeded } from '../lib/generations/store';
 import { transferId } from '../lib/ledger/ids';
 import * as ledger from '../lib/ledger/ledger';
 import type { GenerationError } from '../workflows/definitions';
@@ -12,20 +13,22 @@ interface Settle {
 /** The two ways a generation ends; each moves its credits and sets its status in one transaction. */
 export function settlementActivities({ db }: ActivityDeps) {
   return {
+    /** Charges the generation (commits its reservation) and ends it as `succeeded`. */
     async completeGeneration({ userId, generationId }: Settle): Promise<void> {
       await withUserTx(db, userId, async (tx) => {
         await ledger.commit(tx, {
           id: transferId(generationId, 'commit'),
           pendingId: transferId(generationId, 'reserve'),
         });
-        await tx.query(
-          `UPDATE generations SET status = 'succeeded', stage = 'done', updated_at = now(), completed_at = now()
-           WHERE id = $1 AND completed_at IS NULL`,
-          [generationId],
-        );
+        await markSucceeded(tx, generationId);
       });
     },
 
+    /**
+     * Refunds the generation (releases its reservation) and ends it as `failed` or `canceled`, as
+     * `status` says: every way a generation ends without being charged. The name is older than
+     * cancels and stays: it is the activity's registered name, recorded in workflow histories.
+     */
     async failGeneration(
       p: Settle & { status: 'failed' | 'canceled'; error: GenerationError },
     ): Promise<void> {
@@ -35,12 +38,7 @@ export function settlementActivities({ db }: ActivityDeps) {
           pendingId: transferId(p.generationId, 'reserve'),
           reason: `${p.error.code}: ${p.error.message}`.slice(0, 500),
         });
-        await tx.query(
-          `UPDATE generations SET status = $2, stage = 'refunded', error_code = $3, error_message = $4,
-             updated_at = now(), completed_at = now()
-           WHERE id = $1 AND completed_at IS NULL`,
-          [p.generationId, p.status, p.error.code, p.error.message.slice(0, 1000)],
-        );
+        await markRefunded(tx, p.generationId, p.status, p.error);
       });
     },
   };

@@ -3,14 +3,25 @@ import { loadGeneration, toView } from '../lib/generations/view';
 import { withUserTx, type Tx } from '../lib/db/pool';
 import { retryAfterMs } from '../lib/providers/http';
 import { VERSION } from '../lib/version';
-import { postWebhook } from '../lib/webhooks/http';
-import { webhookHeaders, type SigningSecrets } from '../lib/webhooks/signing';
 import {
-  deliveryId as deliveryIdOf,
-  ensureAccountSecret,
+  cancelDelivery,
+  giveUpDelivery,
+  loadDeliveryTarget,
+  recordAttempt,
+  type Attempt,
+} from '../lib/webhooks/deliveries-store';
+import { disableEndpoint, subscribedEndpoints } from '../lib/webhooks/endpoints-store';
+import {
+  deliveriesOfEvent,
+  eventExists,
   generationEventId,
+  generationStatus,
+  recordEvent,
   type WebhookEventType,
-} from '../lib/webhooks/store';
+} from '../lib/webhooks/events-store';
+import { postWebhook } from '../lib/webhooks/http';
+import { ensureAccountSecret } from '../lib/webhooks/secrets-store';
+import { webhookHeaders, type SigningSecrets } from '../lib/webhooks/signing';
 import {
   webhookDeliveryWorkflowId,
   type GenerationStatus,
@@ -25,37 +36,6 @@ const EVENT_OF: Partial<Record<GenerationStatus, WebhookEventType>> = {
   failed: 'generation.failed',
   canceled: 'generation.canceled',
 };
-
-interface TargetRow {
-  id: string;
-  event_id: string;
-  endpoint_id: string | null;
-  url: string;
-  status: 'pending' | WebhookDeliveryStatus;
-  body: string;
-  endpoint_secret: string | null;
-  endpoint_previous_secret: string | null;
-  endpoint_previous_expires_at: Date | null;
-  endpoint_deleted_at: Date | null;
-  endpoint_disabled_at: Date | null;
-}
-
-interface Attempt {
-  status: 'pending' | WebhookDeliveryStatus;
-  httpStatus: number | null;
-  error: string | null;
-}
-
-/** Records one attempt; a delivery that has already ended is left alone. */
-async function recordAttempt(tx: Tx, deliveryId: string, a: Attempt): Promise<void> {
-  await tx.query(
-    `UPDATE webhook_deliveries
-     SET attempts = attempts + 1, last_attempt_at = now(), last_status = $2, last_error = $3, status = $4,
-         delivered_at = CASE WHEN $4 = 'delivered' THEN now() END, updated_at = now()
-     WHERE id = $1 AND status = 'pending'`,
-    [deliveryId, a.httpStatus, a.error?.slice(0, 1000) ?? null, a.status],
-  );
-}
 
 /** Backoff before the retry after `attempt` (1-based), as the workflow's retry policy computes it. */
 function backoffMs(retry: WebhookRetryPolicy, attempt: number): number {
@@ -76,31 +56,22 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
       webhookUrl: string | null;
     }): Promise<WebhookNotice> {
       return withUserTx(db, p.userId, async (tx) => {
-        const { rows: found } = await tx.query<{ status: GenerationStatus }>(
-          'SELECT status FROM generations WHERE id = $1',
-          [p.generationId],
-        );
-        if (!found[0])
+        const status = await generationStatus(tx, p.generationId);
+        if (!status)
           throw ApplicationFailure.nonRetryable(`no generation ${p.generationId}`, 'GenerationMissing');
-        const type = EVENT_OF[found[0].status];
+        const type = EVENT_OF[status];
         if (!type) {
           throw ApplicationFailure.nonRetryable(
-            `generation ${p.generationId} has not ended (${found[0].status})`,
+            `generation ${p.generationId} has not ended (${status})`,
             'NotEnded',
           );
         }
         const eventId = generationEventId(p.generationId, type);
-        const known = await tx.query('SELECT 1 FROM webhook_events WHERE id = $1', [eventId]);
-        if (known.rowCount === 0) {
-          const { rows: endpoints } = await tx.query<{ id: string; url: string }>(
-            `SELECT id, url FROM webhook_endpoints
-             WHERE deleted_at IS NULL AND disabled_at IS NULL AND (events IS NULL OR $1 = ANY (events))
-             ORDER BY created_at, id`,
-            [type],
-          );
+        if (!(await eventExists(tx, eventId))) {
+          const endpoints = await subscribedEndpoints(tx, type);
           const targets = [
-            ...(p.webhookUrl ? [{ id: null, url: p.webhookUrl }] : []),
-            ...endpoints.map((e) => ({ id: e.id as string | null, url: e.url })),
+            ...(p.webhookUrl ? [{ endpointId: null, url: p.webhookUrl }] : []),
+            ...endpoints.map((e) => ({ endpointId: e.id as string | null, url: e.url })),
           ];
           // Nobody to tell (the common case): nothing recorded.
           if (targets.length === 0) return { deliveries: [], eventId: null, retry: webhooks.retry };
@@ -118,23 +89,13 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
               webhooks.assetUrlTtlSeconds,
             ),
           });
-          await tx.query(
-            `INSERT INTO webhook_events (id, user_id, type, generation_id, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-            [eventId, p.userId, type, row.id, body, createdAt],
+          await recordEvent(
+            tx,
+            { id: eventId, userId: p.userId, type, generationId: row.id, body, createdAt },
+            targets,
           );
-          for (const target of targets) {
-            await tx.query(
-              `INSERT INTO webhook_deliveries (id, event_id, user_id, endpoint_id, url)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
-              [deliveryIdOf(eventId, target.id), eventId, p.userId, target.id, target.url],
-            );
-          }
         }
-        const { rows } = await tx.query<{ id: string; endpoint_id: string | null }>(
-          'SELECT id, endpoint_id FROM webhook_deliveries WHERE event_id = $1 ORDER BY created_at, id',
-          [eventId],
-        );
+        const rows = await deliveriesOfEvent(tx, eventId);
         return {
           eventId,
           deliveries: rows.map((d) => ({
@@ -157,18 +118,7 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
       retry: WebhookRetryPolicy;
     }): Promise<WebhookDeliveryStatus> {
       const target = await withUserTx(db, p.userId, async (tx) => {
-        const { rows } = await tx.query<TargetRow>(
-          `SELECT d.id, d.event_id, d.endpoint_id, d.url, d.status, e.body,
-                  ep.secret AS endpoint_secret, ep.previous_secret AS endpoint_previous_secret,
-                  ep.previous_expires_at AS endpoint_previous_expires_at,
-                  ep.deleted_at AS endpoint_deleted_at, ep.disabled_at AS endpoint_disabled_at
-           FROM webhook_deliveries d
-           JOIN webhook_events e ON e.id = d.event_id
-           LEFT JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
-           WHERE d.id = $1`,
-          [p.deliveryId],
-        );
-        const row = rows[0];
+        const row = await loadDeliveryTarget(tx, p.deliveryId);
         if (!row) return undefined;
         // Signed with the secrets in force now: a rotation during the retries applies to them.
         const secrets: SigningSecrets = row.endpoint_id
@@ -197,11 +147,7 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
       if (row.endpoint_id && (row.endpoint_deleted_at || row.endpoint_disabled_at)) {
         const why = row.endpoint_deleted_at ? 'deleted' : 'disabled';
         await withUserTx(db, p.userId, (tx) =>
-          tx.query(
-            `UPDATE webhook_deliveries SET status = 'canceled', last_error = $2, updated_at = now()
-             WHERE id = $1 AND status = 'pending'`,
-            [row.id, `not sent: the endpoint was ${why}`],
-          ),
+          cancelDelivery(tx, row.id, `not sent: the endpoint was ${why}`),
         );
         return 'canceled';
       }
@@ -230,12 +176,7 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
       if (result.kind === 'answer' && result.status === 410) {
         await record({ status: 'gone', httpStatus: 410, error: 'the receiver answered 410 Gone' }, (tx) =>
           row.endpoint_id
-            ? tx.query(
-                `UPDATE webhook_endpoints
-                 SET disabled_at = now(), disabled_reason = 'It answered 410 Gone to a delivery.', updated_at = now()
-                 WHERE id = $1 AND disabled_at IS NULL`,
-                [row.endpoint_id],
-              )
+            ? disableEndpoint(tx, row.endpoint_id, 'It answered 410 Gone to a delivery.')
             : Promise.resolve(),
         );
         return 'gone';
@@ -259,13 +200,7 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
 
     /** The retries are exhausted: the delivery is given up (its last attempt says why). */
     async finishWebhookDelivery(p: { userId: string; deliveryId: string; reason: string }): Promise<void> {
-      await withUserTx(db, p.userId, (tx) =>
-        tx.query(
-          `UPDATE webhook_deliveries SET status = 'failed', last_error = coalesce(last_error, $2), updated_at = now()
-           WHERE id = $1 AND status = 'pending'`,
-          [p.deliveryId, p.reason.slice(0, 1000)],
-        ),
-      );
+      await withUserTx(db, p.userId, (tx) => giveUpDelivery(tx, p.deliveryId, p.reason));
     },
   };
 }

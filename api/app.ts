@@ -15,7 +15,7 @@ import errors from './plugins/errors';
 import idempotency from './plugins/idempotency';
 import metrics from './plugins/metrics';
 import security from './plugins/security';
-import services, { type AppServices } from './plugins/services';
+import dependencies, { type AppDependencies } from './plugins/dependencies';
 import admin from './routes/admin';
 import apiKeys from './routes/api-keys';
 import assets from './routes/assets';
@@ -28,7 +28,9 @@ import me from './routes/me';
 import models from './routes/models';
 import providerWebhooks from './routes/provider-webhooks';
 import projects from './routes/projects';
-import webhooks from './routes/webhooks';
+import webhookDeliveries from './routes/webhook-deliveries';
+import webhookEndpoints from './routes/webhook-endpoints';
+import webhookSecret from './routes/webhook-secret';
 
 export interface RouteEntry {
   method: string;
@@ -66,7 +68,7 @@ function trustProxy(setting: boolean | number | string[] | undefined): FastifySe
   return setting ?? false;
 }
 
-export interface BuildOptions extends AppServices {
+export interface BuildOptions extends AppDependencies {
   logger?: FastifyServerOptions['logger'];
 }
 
@@ -106,7 +108,7 @@ export async function buildApp(opts: BuildOptions) {
     reply.header('x-request-id', req.id);
   });
 
-  await app.register(services, opts);
+  await app.register(dependencies, opts);
   await app.register(errors);
   await app.register(security);
   await app.register(auth);
@@ -125,7 +127,9 @@ export async function buildApp(opts: BuildOptions) {
   await app.register(me);
   await app.register(assets);
   await app.register(providerWebhooks);
-  await app.register(webhooks);
+  await app.register(webhookSecret);
+  await app.register(webhookDeliveries);
+  await app.register(webhookEndpoints);
   await app.register(admin);
 
   return app;

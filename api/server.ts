@@ -2,8 +2,8 @@ import { Client, Connection } from '@temporalio/client';
 import { assetSigningKey } from '../lib/auth/signing-key';
 import { checkLogin, prepareDatabase } from '../lib/db/logins';
 import { loadConfig } from '../lib/config';
-import { resolveEndpoints } from '../lib/runtime/endpoints';
-import { createDb, createStorage } from '../lib/runtime/services';
+import { resolveEndpoints } from '../lib/wiring/endpoints';
+import { createDb, createStorage } from '../lib/wiring/from-config';
 import { buildApp } from './app';
 
 async function main() {

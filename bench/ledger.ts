@@ -20,7 +20,7 @@ import pg from 'pg';
 import { createPool, createSystemPool, type Db } from '../lib/db/pool';
 import { checkLedger } from '../lib/ledger/check';
 import * as ledger from '../lib/ledger/ledger';
-import { startStack } from '../lib/runtime/embedded-stack';
+import { startStack } from '../lib/dev/embedded-stack';
 import type { Bench, BenchOptions } from './run';
 
 const ACCOUNTS = 1000;

@@ -1,6 +1,9 @@
+// Every environment variable Velro reads, parsed and documented in one zod schema. Over 300 lines on
+// purpose: each variable is one documented entry, and splitting the schema would scatter them.
 import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import { PROVIDER_NAMES, type ProviderName } from './providers/names';
 
 // Unset and empty both mean "not given".
 const optionalText = z
@@ -172,7 +175,9 @@ export function estimateSecretBits(secret: string): number {
   if (chars.some((c) => !/[a-zA-Z0-9]/.test(c))) pool += 33;
   const classBits = pool > 1 ? chars.length * Math.log2(pool) : 0;
   const tokens = secret.split(/[\s\-_.,;:!?'"]+/).filter(Boolean);
-  if (tokens.length >= 3 && tokens.every((t) => /^[a-zA-Z]+$|^\d+$/.test(t))) {
+  // Words as people write them (lower case, or capitalised), not random letters: a token of random
+  // base64 mixes cases, so a real random secret is never taken for a phrase.
+  if (tokens.length >= 3 && tokens.every((t) => /^[A-Z]?[a-z]+$|^[A-Z]+$|^\d+$/.test(t))) {
     const phraseBits = tokens.reduce((n, t) => n + (/^\d/.test(t) ? t.length * Math.log2(10) : 13), 0);
     return Math.min(classBits, phraseBits);
   }
@@ -251,13 +256,13 @@ export const configSchema = z.object({
   ),
   /** Time limit of every HTTP request to fal or Replicate. */
   PROVIDER_HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(20_000),
-  /** First wait between polls of fal or Replicate (grows ×1.5 up to 15 s); webhooks cut it short. */
   /** How long a submit waits for the workflow to reserve the credits before answering 503. */
   ADMISSION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(30_000),
+  /** First wait between polls of fal or Replicate (grows ×1.5 up to 15 s); webhooks cut it short. */
   PROVIDER_POLL_INITIAL_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
   /** Hosts provider outputs are downloaded from, comma-separated; `*.example.com` for subdomains. */
   PROVIDER_OUTPUT_HOSTS: hostList,
-  VELRO_PROVIDER: z.enum(['local', 'fal', 'replicate']).optional(),
+  VELRO_PROVIDER: z.enum(PROVIDER_NAMES).optional(),
   STORAGE_DRIVER: z.enum(['fs', 's3']).default('fs'),
   /** The bucket outputs go to with STORAGE_DRIVER=s3 (required then); credentials: the AWS chain. */
   S3_BUCKET: optionalText.pipe(
@@ -347,7 +352,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** Which provider generations go to: forced by VELRO_PROVIDER, else the first one with a key, else local. */
-export function activeProvider(config: Config): 'local' | 'fal' | 'replicate' {
+export function activeProvider(config: Config): ProviderName {
   if (config.VELRO_PROVIDER) return config.VELRO_PROVIDER;
   if (config.FAL_KEY) return 'fal';
   if (config.REPLICATE_API_TOKEN) return 'replicate';

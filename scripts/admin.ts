@@ -6,13 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Role } from '../lib/auth/jwt';
-import { setUserRole } from '../lib/auth/roles';
+import { setUserRole } from '../lib/users/store';
 import { loadConfig } from '../lib/config';
 import { withSystemTx, type SystemDb } from '../lib/db/pool';
 import { LedgerError } from '../lib/ledger/errors';
 import * as ledger from '../lib/ledger/ledger';
-import { resolveEndpoints } from '../lib/runtime/endpoints';
-import { createSystemDb } from '../lib/runtime/services';
+import { resolveEndpoints } from '../lib/wiring/endpoints';
+import { createSystemDb } from '../lib/wiring/from-config';
 
 const EXIT = { ok: 0, refused: 1, unreachable: 2, usage: 64 } as const;
 

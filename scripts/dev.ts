@@ -4,12 +4,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ensureDemoUser } from '../lib/bootstrap/demo-user';
+import { ensureDemoUser } from '../lib/dev/demo-user';
 import { loadConfig, publicUrl } from '../lib/config';
-import { formatLogLine } from '../lib/runtime/log-format';
-import { createSystemDb } from '../lib/runtime/services';
-import { startStack } from '../lib/runtime/embedded-stack';
-import { removeStackInfo, writeStackInfo } from '../lib/runtime/stack-file';
+import { formatLogLine } from '../lib/dev/log-format';
+import { createSystemDb } from '../lib/wiring/from-config';
+import { startStack } from '../lib/dev/embedded-stack';
+import { removeStackInfo, writeStackInfo } from '../lib/dev/stack-file';
 
 const ROOT = path.resolve(__dirname, '..');
 /** Turned on for the worker and the API that `npm start` runs, unless set in its environment. */

@@ -2,8 +2,8 @@
 // Exit 0 when sound, 1 when it found problems, 2 when the database cannot be reached.
 import { loadConfig } from '../lib/config';
 import { checkLedgerReport } from '../lib/ledger/check';
-import { resolveEndpoints } from '../lib/runtime/endpoints';
-import { createSystemDb } from '../lib/runtime/services';
+import { resolveEndpoints } from '../lib/wiring/endpoints';
+import { createSystemDb } from '../lib/wiring/from-config';
 
 /** DATABASE_SYSTEM_URL if set (this needs no Temporal), else the velro_system login of the running `npm start` stack. */
 function databaseUrl(): string {

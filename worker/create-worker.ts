@@ -4,6 +4,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createActivities, type ActivityDeps } from '../activities';
 import { assetSigningKey } from '../lib/auth/signing-key';
 import { publicUrl, type Config } from '../lib/config';
+import { firstPollIntervals } from '../lib/generations/poll';
 import { PROJECT_ROOT } from '../lib/paths';
 import { webhookUrlPolicy } from '../lib/webhooks/url-policy';
 
@@ -53,6 +54,7 @@ export function activityDeps(
     downloadTimeoutMs: 5 * 60 * 1000,
     allowLoopbackOutputs: config.PROVIDER_OUTPUT_ALLOW_LOOPBACK,
     outputHosts: config.PROVIDER_OUTPUT_HOSTS,
+    pollInitialMs: firstPollIntervals(config),
     webhooks: webhookDeps(config),
   };
 }

@@ -1,15 +1,19 @@
 // Names shared by the workflow, the API and the worker. Safe to import from workflow code.
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { isTerminal, type GenerationStatus } from '../lib/generations/status';
+import type { ProviderName } from '../lib/providers/names';
+import { SEARCH_ATTRIBUTE_NAMES } from '../lib/temporal/search-attributes';
 
-export const UserIdKey = defineSearchAttributeKey('VelroUserId', SearchAttributeType.KEYWORD);
-export const ModelKey = defineSearchAttributeKey('VelroModel', SearchAttributeType.KEYWORD);
-export const ProjectIdKey = defineSearchAttributeKey('VelroProjectId', SearchAttributeType.KEYWORD);
-export const StatusKey = defineSearchAttributeKey('VelroStatus', SearchAttributeType.KEYWORD);
+const NAMES = SEARCH_ATTRIBUTE_NAMES;
+export const UserIdKey = defineSearchAttributeKey(NAMES.userId, SearchAttributeType.KEYWORD);
+export const ModelKey = defineSearchAttributeKey(NAMES.model, SearchAttributeType.KEYWORD);
+export const ProjectIdKey = defineSearchAttributeKey(NAMES.projectId, SearchAttributeType.KEYWORD);
+export const StatusKey = defineSearchAttributeKey(NAMES.status, SearchAttributeType.KEYWORD);
 
 export const generationWorkflowId = (generationId: string) => `generation-${generationId}`;
 
-export type GenerationStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+export { isTerminal, type GenerationStatus };
 
 export interface GenerationInput {
   generationId: string;
@@ -19,11 +23,14 @@ export interface GenerationInput {
   /** The model input, already validated against the model's schema by the API. */
   input: { prompt: string; seed?: number } & Record<string, unknown>;
   credits: number;
-  provider: 'local' | 'fal' | 'replicate';
+  provider: ProviderName;
   /** Bounds the wait for the provider; then cancel there and refund. */
   deadlineSeconds: number;
-  /** First interval between provider polls; grows with backoff. */
-  pollInitialMs: number;
+  /**
+   * First interval between provider polls; grows with backoff. Set by the API in generations
+   * started before the worker chose it (admission now answers it); kept so their histories replay.
+   */
+  pollInitialMs?: number;
   webhookUrl: string | null;
 }
 

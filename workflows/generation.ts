@@ -18,6 +18,7 @@ import type { createActivities } from '../activities';
 import {
   admissionUpdate,
   cancelUpdate,
+  isTerminal,
   progressQuery,
   providerEventSignal,
   StatusKey,
@@ -59,8 +60,14 @@ const { storeOutputs } = proxyActivities<Activities>({
 });
 
 // Settling the ledger must outlast any outage we can reasonably expect: ~2 days of retries, after
-// which the reconciler still releases a reservation whose workflow is closed.
-const { completeGeneration, failGeneration, cancelAtProvider } = proxyActivities<Activities>({
+// which the reconciler still releases a reservation whose workflow is closed. `failGeneration` (its
+// registered name, recorded in histories) refunds the credits and ends the generation as failed
+// or canceled: every end that is not charged.
+const {
+  completeGeneration,
+  failGeneration: refundAndEnd,
+  cancelAtProvider,
+} = proxyActivities<Activities>({
   startToCloseTimeout: '15 seconds',
   retry: {
     initialInterval: '1 second',
@@ -83,7 +90,8 @@ const { createWebhookEvent } = proxyActivities<Activities>({
 });
 
 const POLL_MAX_INTERVAL_MS = 15_000;
-const TERMINAL = new Set<GenerationStatus>(['succeeded', 'failed', 'canceled']);
+/** Provider log lines kept for the progress query. */
+const MAX_PROGRESS_LOGS = 50;
 
 /** Generations started before webhooks existed end without notifying (their histories have no such step). */
 export const WEBHOOKS_PATCH = 'outgoing-webhooks';
@@ -134,9 +142,12 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     upsertSearchAttributes([{ key: StatusKey, value: status }]);
   };
 
+  // The worker's choice (admission's answer); generations started before that carry the API's.
+  let pollInitialMs: number;
   try {
-    const { reservationId } = await admitGeneration(input);
-    admission = { admitted: true, reservationId };
+    const admitted = await admitGeneration(input);
+    admission = { admitted: true, reservationId: admitted.reservationId };
+    pollInitialMs = input.pollInitialMs ?? admitted.pollInitialMs;
   } catch (err) {
     const refused = rejection(err);
     admission = refused;
@@ -157,12 +168,16 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
 
       setStatus('running', 'waiting for provider');
       const deadline = Date.now() + input.deadlineSeconds * 1000;
-      let interval = input.pollInitialMs;
+      let interval = pollInitialMs;
+      // Providers answer every poll with the latest line(s) of their log, seen before or not.
+      let lastLogs: string[] = [];
       for (;;) {
         const status = await checkProvider({ ...input, requestId });
         progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
-        progress.logs = [...progress.logs, ...status.logs].slice(-50);
-        progress.logCount += status.logs.length;
+        const added = linesAfter(lastLogs, status.logs);
+        lastLogs = status.logs;
+        progress.logs = [...progress.logs, ...added].slice(-MAX_PROGRESS_LOGS);
+        progress.logCount += added.length;
         if (status.state === 'failed')
           throw ApplicationFailure.nonRetryable(status.error.message, status.error.code);
         if (status.state === 'succeeded') break;
@@ -211,7 +226,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
           log.warn('cancel at provider failed', { e }),
         );
       }
-      await failGeneration({
+      await refundAndEnd({
         userId: input.userId,
         generationId: input.generationId,
         status: canceled ? 'canceled' : 'failed',
@@ -271,10 +286,24 @@ function afterHandlers(): Promise<void> {
 /** Why a cancel no longer applies, or undefined when it still does. */
 function notCancelable(status: GenerationStatus, pastPointOfNoReturn: boolean): string | undefined {
   if (status === 'succeeded') return 'This generation has already succeeded and was charged.';
-  if (TERMINAL.has(status)) return 'This generation has already ended.';
+  if (isTerminal(status)) return 'This generation has already ended.';
   if (pastPointOfNoReturn)
     return 'The provider has finished this generation: it is being stored and charged.';
   return undefined;
+}
+
+/**
+ * The lines of a provider's answer that are new since its previous answer: `current` and `previous`
+ * are each the end of the provider's log, so the longest end of `previous` that starts `current`
+ * was reported already. (Providers report only the latest lines, so the same line twice in a row
+ * is one line.)
+ */
+function linesAfter(previous: string[], current: string[]): string[] {
+  for (let overlap = Math.min(previous.length, current.length); overlap > 0; overlap--) {
+    const tail = previous.slice(previous.length - overlap);
+    if (tail.every((line, i) => line === current[i])) return current.slice(overlap);
+  }
+  return current;
 }
 
 function rejection(err: unknown): Admission & { admitted: false } {

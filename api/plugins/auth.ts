@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { hashApiKey, looksLikeApiKey } from '../../lib/auth/api-keys';
+import { apiKeyOwner } from '../../lib/api-keys/store';
+import { looksLikeApiKey } from '../../lib/auth/api-keys';
 import { jwtKey, signJwt, verifyJwt, type Role } from '../../lib/auth/jwt';
+import { userRole } from '../../lib/users/store';
 import { ApiError } from '../errors';
 import { ipKey, rateLimited } from './security';
 
@@ -74,24 +76,16 @@ export default fp(
 
       if (credential.startsWith('vk_')) {
         if (!looksLikeApiKey(credential)) throw unauthorized('That is not a Velro API key.');
-        const { rows } = await app.db.query<{ user_id: string; role: Role; api_key_id: string }>(
-          'SELECT user_id, role, api_key_id FROM auth_api_key($1)',
-          [hashApiKey(credential)],
-        );
-        const row = rows[0];
-        if (!row) throw unauthorized('Unknown or revoked API key.');
-        return { id: row.user_id, role: row.role, apiKeyId: row.api_key_id };
+        const owner = await apiKeyOwner(app.db, credential);
+        if (!owner) throw unauthorized('Unknown or revoked API key.');
+        return { id: owner.userId, role: owner.role, apiKeyId: owner.apiKeyId };
       }
 
       const check = verifyJwt(key, credential);
       if (!check.ok) throw unauthorized(TOKEN_PROBLEMS[check.reason]);
-      const { rows } = await app.db.query<{ user_id: string; role: Role }>(
-        'SELECT user_id, role FROM auth_user($1)',
-        [check.claims.sub],
-      );
-      const row = rows[0];
-      if (!row) throw unauthorized('This account no longer exists.');
-      return { id: row.user_id, role: row.role, apiKeyId: null };
+      const user = await userRole(app.db, check.claims.sub);
+      if (!user) throw unauthorized('This account no longer exists.');
+      return { id: user.userId, role: user.role, apiKeyId: null };
     }
 
     app.decorate('authenticate', async (req: FastifyRequest) => {
@@ -121,5 +115,5 @@ export default fp(
       await app.authenticate(req);
     });
   },
-  { name: 'auth', dependencies: ['services', 'security'] },
+  { name: 'auth', dependencies: ['dependencies', 'security'] },
 );

@@ -2,6 +2,11 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { withUserTx } from '../../lib/db/pool';
+import {
+  claimIdempotencyKey,
+  keepIdempotentAnswer,
+  releaseIdempotencyKey,
+} from '../../lib/idempotency/store';
 import { ApiError } from '../errors';
 import { callerOf } from './auth';
 
@@ -102,48 +107,34 @@ export default fp(
       }
       const caller = callerOf(req);
       const hash = requestHash(req);
-      const stored = await withUserTx(app.db, caller.id, async (tx) => {
-        const inserted = await tx.query(
-          `INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
-           ON CONFLICT (user_id, key) DO NOTHING`,
-          [caller.id, key, hash],
-        );
-        if (inserted.rowCount === 1) return undefined;
-        const { rows } = await tx.query<{
-          request_hash: string;
-          response_status: number | null;
-          response_body: string | null;
-        }>(
-          'SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2',
-          [caller.id, key],
-        );
-        return rows[0];
-      });
+      const stored = await withUserTx(app.db, caller.id, (tx) =>
+        claimIdempotencyKey(tx, caller.id, key, hash),
+      );
       if (!stored) {
         req.idempotencyKey = key; // first use: run, and keep the response (onSend)
         return;
       }
       // From here on this request does not own the key: whatever it answers is not kept, so that a
       // refusal cannot take the place of the answer of a first request still running.
-      if (stored.request_hash !== hash) {
+      if (stored.requestHash !== hash) {
         throw new ApiError(
           422,
           'idempotency_mismatch',
           'This Idempotency-Key was already used with a different request. Use a new key for a new request.',
         );
       }
-      if (stored.response_status !== null) {
+      if (stored.responseStatus !== null) {
         const secretFields = req.routeOptions.config?.idempotentSecretFields ?? [];
         // Kept without its secrets already; cleaned again so no replay can carry one.
         const replay =
-          stored.response_body === null
+          stored.responseBody === null
             ? { body: null, redacted: false }
-            : withoutSecrets(stored.response_body, secretFields);
+            : withoutSecrets(stored.responseBody, secretFields);
         if (replay.redacted) reply.header('idempotent-secret-redacted', 'true');
         return reply
-          .status(stored.response_status)
+          .status(stored.responseStatus)
           .header('idempotent-replayed', 'true')
-          .type(stored.response_status >= 400 ? 'application/problem+json' : 'application/json')
+          .type(stored.responseStatus >= 400 ? 'application/problem+json' : 'application/json')
           .send(replay.body ?? '');
       }
       if (mode === 'exclusive') {
@@ -166,18 +157,12 @@ export default fp(
       const status = reply.statusCode;
       const secretFields = req.routeOptions.config?.idempotentSecretFields ?? [];
       const kept = status >= 500 ? null : withoutSecrets(payloadText(payload), secretFields).body;
-      await withUserTx(app.db, req.caller.id, (tx) =>
+      const userId = req.caller.id;
+      await withUserTx(app.db, userId, (tx) =>
         status >= 500
           ? // A server failure is not an answer worth keeping: let the retry run again.
-            tx.query(
-              'DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND completed_at IS NULL',
-              [req.caller!.id, key],
-            )
-          : tx.query(
-              `UPDATE idempotency_keys SET response_status = $3, response_body = $4, completed_at = now()
-               WHERE user_id = $1 AND key = $2 AND completed_at IS NULL`,
-              [req.caller!.id, key, status, kept],
-            ),
+            releaseIdempotencyKey(tx, userId, key)
+          : keepIdempotentAnswer(tx, userId, key, status, kept),
       );
       return payload;
     });

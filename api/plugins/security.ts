@@ -82,5 +82,5 @@ export default fp(
       errorResponseBuilder: (_req, ctx) => rateLimited(ctx.after),
     });
   },
-  { name: 'security', dependencies: ['services', 'errors'] },
+  { name: 'security', dependencies: ['dependencies', 'errors'] },
 );

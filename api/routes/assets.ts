@@ -1,28 +1,13 @@
 import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
+import { findOwnAsset, findSignedAsset, type AssetFile } from '../../lib/assets/store';
 import { checkAssetSignature } from '../../lib/auth/signed-urls';
+import { withUserTx } from '../../lib/db/pool';
 import { SERVABLE_MEDIA_TYPES } from '../../lib/media/probe';
-import { withUserTx, type Tx } from '../../lib/db/pool';
 import { ApiError, notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
+import { assetContent, assetQuery } from '../schemas/assets';
 import { errorResponses, idParams, problemSchema } from '../schemas/common';
-
-interface AssetRow {
-  storage_key: string;
-  content_type: string;
-  sha256: string;
-}
-
-// Only outputs of a generation that succeeded (and so was charged) are served.
-const findAsset = (tx: Tx, id: string) =>
-  tx
-    .query<AssetRow>(
-      `SELECT a.storage_key, a.content_type, a.sha256 FROM assets a JOIN generations g ON g.id = a.generation_id
-       WHERE a.id = $1 AND g.status = 'succeeded'`,
-      [id],
-    )
-    .then((r) => r.rows[0]);
 
 const assets: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -40,18 +25,9 @@ const assets: FastifyPluginAsyncZod = async (app) => {
           'they work without an API key. ' +
           "Without a signature, send the owner's API key. A tampered or expired signature gets 403.",
         params: idParams,
-        querystring: z.object({
-          expires: z.coerce.number().int().positive().optional(),
-          signature: z.string().max(100).optional(),
-        }),
+        querystring: assetQuery,
         response: {
-          200: {
-            description: 'The stored file, with its media type, `etag` (its SHA-256) and `cache-control`',
-            content: {
-              'image/*': { schema: z.string().meta({ contentMediaType: 'image/*' }) },
-              'video/*': { schema: z.string().meta({ contentMediaType: 'video/*' }) },
-            },
-          },
+          200: assetContent,
           403: problemSchema,
           ...errorResponses,
         },
@@ -60,7 +36,7 @@ const assets: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const { id } = req.params;
       const { expires, signature } = req.query;
-      let asset: AssetRow | undefined;
+      let asset: AssetFile | undefined;
       if (signature !== undefined || expires !== undefined) {
         const check = checkAssetSignature(app.assetSigningKey, id, expires ?? 0, signature ?? '');
         if (check !== 'valid') {
@@ -71,12 +47,11 @@ const assets: FastifyPluginAsyncZod = async (app) => {
           );
         }
         // The signature is the authorisation: a read by id only, of a succeeded generation's output.
-        asset = (
-          await app.db.query<AssetRow>('SELECT storage_key, content_type, sha256 FROM signed_asset($1)', [id])
-        ).rows[0];
+        asset = await findSignedAsset(app.db, id);
       } else {
         await app.authenticate(req);
-        asset = await withUserTx(app.db, callerOf(req).id, (tx) => findAsset(tx, id));
+        // Only outputs of a generation that succeeded (and so was charged) are served.
+        asset = await withUserTx(app.db, callerOf(req).id, (tx) => findOwnAsset(tx, id));
       }
       // Stored only when probed as media; checked again so nothing else is ever served from this origin.
       if (!asset || !SERVABLE_MEDIA_TYPES.has(asset.content_type)) throw notFound('Asset');

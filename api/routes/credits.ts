@@ -1,31 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import { examples } from '../schemas/examples';
 import { withUserTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
 import { callerOf } from '../plugins/auth';
-import { errorResponses, paginationQuery, afterCursor, toPage } from '../schemas/common';
-
-export const balanceSchema = z
-  .object({
-    available: z.number().int(),
-    reserved: z.number().int(),
-    spent: z.number().int(),
-  })
-  .meta({ id: 'CreditBalance', examples: [examples.balance] });
-
-const transferSchema = z
-  .object({
-    id: z.uuid(),
-    kind: z.enum(['grant', 'reserve', 'commit', 'release', 'expire']),
-    amount: z.number().int(),
-    generationId: z.uuid().nullable(),
-    pendingId: z.uuid().nullable(),
-    reason: z.string().nullable(),
-    expiresAt: z.string().nullable(),
-    createdAt: z.string(),
-  })
-  .meta({ id: 'CreditTransfer', examples: [examples.transfer] });
+import { afterCursor, errorResponses, paginationQuery, toPage } from '../schemas/common';
+import { balanceSchema, transferPage } from '../schemas/credits';
 
 const credits: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -51,24 +29,14 @@ const credits: FastifyPluginAsyncZod = async (app) => {
         tags: ['credits'],
         summary: "The caller's ledger transfers, newest first",
         querystring: paginationQuery,
-        response: {
-          200: z.object({ data: z.array(transferSchema), nextCursor: z.string().nullable() }),
-          ...errorResponses,
-        },
+        response: { 200: transferPage, ...errorResponses },
       },
     },
     async (req) => {
       const { limit, cursor } = req.query;
       const after = afterCursor(cursor);
-      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        tx.query<ledger.Transfer>(
-          `SELECT id, kind, amount, generation_id AS "generationId", pending_id AS "pendingId", reason,
-                  expires_at AS "expiresAt", created_at AS "createdAt"
-           FROM credit_transfers
-           WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid))
-           ORDER BY created_at DESC, id DESC LIMIT $3`,
-          [after?.createdAt ?? null, after?.id ?? null, limit + 1],
-        ),
+      const rows = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        ledger.listTransfers(tx, { after, limit }),
       );
       return toPage(
         rows,

@@ -1,22 +1,25 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { withUserTx } from '../../lib/db/pool';
 import { publicUrl } from '../../lib/config';
+import { withUserTx } from '../../lib/db/pool';
+import { isTerminal } from '../../lib/generations/status';
+import { generationExists } from '../../lib/generations/store';
+import { loadGeneration, toView } from '../../lib/generations/view';
 import { notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import { errorResponses, idParams } from '../schemas/common';
+import { eventsHeaders } from '../schemas/generations';
 import {
   GenerationEventHub,
-  isTerminal,
   newerThan,
+  newLogLines,
   type GenerationSnapshot,
 } from '../services/generation-events';
-import { loadGeneration, toView } from '../../lib/generations/view';
 
 const HEARTBEAT_MS = 15_000;
 
 const events: FastifyPluginAsyncZod = async (app) => {
-  const hub = new GenerationEventHub(app.db, app.temporal);
+  const hub = new GenerationEventHub({ db: app.db, temporal: app.temporal });
   app.addHook('onClose', async () => hub.close());
 
   app.get(
@@ -31,7 +34,7 @@ const events: FastifyPluginAsyncZod = async (app) => {
           'id: reconnect with `Last-Event-ID` to receive only what changed since. Comment lines every 15 s ' +
           'keep proxies from cutting the stream.',
         params: idParams,
-        headers: z.object({ 'last-event-id': z.string().max(100).optional() }),
+        headers: eventsHeaders,
         response: {
           200: {
             description: 'The event stream: `retry`, then `status`, `progress` and `done` events',
@@ -43,10 +46,8 @@ const events: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const caller = callerOf(req);
-      const owned = await withUserTx(app.db, caller.id, (tx) =>
-        tx.query('SELECT 1 FROM generations WHERE id = $1', [req.params.id]),
-      );
-      if (!owned.rowCount) throw notFound('Generation');
+      const owned = await withUserTx(app.db, caller.id, (tx) => generationExists(tx, req.params.id));
+      if (!owned) throw notFound('Generation');
 
       reply.hijack();
       const res = reply.raw;
@@ -74,12 +75,13 @@ const events: FastifyPluginAsyncZod = async (app) => {
         // After a reconnect, what the client saw before Last-Event-ID is not sent again.
         if (!seen || newerThan(snapshot.version, seen)) {
           seen = snapshot.version;
-          const { version, logs, queuePosition, ...status } = snapshot;
+          // The status event carries neither: logs and the queue position go in progress events.
+          const { version, logs: _logs, queuePosition, ...status } = snapshot;
           if (!previous || previous.status !== snapshot.status || previous.stage !== snapshot.stage) {
             send('status', version, status);
           }
-          if (!isTerminal(snapshot)) {
-            const newLogs = previous ? logs.filter((l) => !previous!.logs.includes(l)) : logs;
+          if (!isTerminal(snapshot.status)) {
+            const newLogs = newLogLines(previous, snapshot);
             if (newLogs.length || queuePosition !== (previous?.queuePosition ?? null)) {
               send('progress', version, {
                 id: snapshot.id,
@@ -91,12 +93,18 @@ const events: FastifyPluginAsyncZod = async (app) => {
           }
         }
         previous = snapshot;
-        if (isTerminal(snapshot)) {
+        if (isTerminal(snapshot.status)) {
           finished = true;
           void withUserTx(app.db, caller.id, (tx) => loadGeneration(tx, snapshot.id))
             .then((row) => {
-              if (row)
-                send('done', snapshot.version, toView(row, publicUrl(app.config), app.assetSigningKey));
+              if (row) {
+                const urlTtl = app.config.ASSET_URL_TTL_SECONDS;
+                send(
+                  'done',
+                  snapshot.version,
+                  toView(row, publicUrl(app.config), app.assetSigningKey, urlTtl),
+                );
+              }
             })
             .finally(() => {
               stop();

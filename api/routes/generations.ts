@@ -1,52 +1,27 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import { examples } from '../schemas/examples';
-import { MODEL_IDS } from '../../lib/catalog/models';
+import { activeProvider, publicUrl } from '../../lib/config';
 import { withUserTx } from '../../lib/db/pool';
-import { ApiError, notFound } from '../errors';
+import { isTerminal } from '../../lib/generations/status';
+import { listGenerations } from '../../lib/generations/store';
+import { toView, type GenerationRow } from '../../lib/generations/view';
+import { ApiError } from '../errors';
 import { callerOf } from '../plugins/auth';
+import { errorResponses, idParams, listPage, problemSchema } from '../schemas/common';
 import {
-  errorResponses,
-  idParams,
-  paginationQuery,
-  problemSchema,
-  afterCursor,
-  toPage,
-} from '../schemas/common';
-import { GENERATION_SELECT, loadGeneration, toView, type GenerationRow } from '../../lib/generations/view';
-import { generationSchema } from '../schemas/generations';
-import { cancelGeneration } from '../services/cancel-generation';
-import { submitGeneration, waitUntilDone } from '../services/submit-generation';
-import { assertWebhookUrl } from './webhooks';
-import { publicUrl } from '../../lib/config';
-
-const submitBody = z
-  .strictObject({
-    model: z.enum(MODEL_IDS).describe('A model id from GET /v1/models'),
-    input: z
-      .record(z.string(), z.unknown())
-      .describe("The model's input; see its inputSchema in GET /v1/models/:id"),
-    projectId: z.uuid().nullish(),
-    webhookUrl: z
-      .url({ protocol: /^https?$/ })
-      .max(2048)
-      .nullish(),
-  })
-  .meta({ examples: [examples.submit] });
-
-const submitHeaders = z.object({
-  'idempotency-key': z
-    .string()
-    .min(1)
-    .max(255)
-    .optional()
-    .describe('Makes retries safe (Stripe semantics), kept 24 h'),
-  prefer: z
-    .string()
-    .max(100)
-    .optional()
-    .describe('`wait=N` (1–60): answer when the generation ends or after N seconds'),
-});
+  generationPage,
+  generationSchema,
+  listQuery,
+  submitBody,
+  submitHeaders,
+} from '../schemas/generations';
+import {
+  cancelGeneration,
+  ownGeneration,
+  submitGeneration,
+  waitUntilDone,
+  type GenerationDeps,
+} from '../services/generations';
+import { assertWebhookUrl } from '../schemas/webhooks';
 
 /** `Prefer: wait=N` → N; other preferences are ignored, as RFC 7240 asks. */
 function parsePreferWait(header: string | undefined): number | undefined {
@@ -63,21 +38,17 @@ function parsePreferWait(header: string | undefined): number | undefined {
   return seconds;
 }
 
-const listQuery = paginationQuery.extend({
-  projectId: z.uuid().optional(),
-  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),
-  model: z.enum(MODEL_IDS).optional(),
-});
-
 const generations: FastifyPluginAsyncZod = async (app) => {
   const view = (row: GenerationRow) =>
     toView(row, publicUrl(app.config), app.assetSigningKey, app.config.ASSET_URL_TTL_SECONDS);
-
-  async function getOwn(userId: string, id: string) {
-    const row = await withUserTx(app.db, userId, (tx) => loadGeneration(tx, id));
-    if (!row) throw notFound('Generation');
-    return row;
-  }
+  const deps: GenerationDeps = {
+    db: app.db,
+    temporal: app.temporal,
+    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+    provider: activeProvider(app.config),
+    admissionTimeoutMs: app.config.ADMISSION_TIMEOUT_MS,
+    log: app.log,
+  };
 
   app.post(
     '/v1/generations',
@@ -110,10 +81,10 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       const caller = callerOf(req);
       const waitSeconds = parsePreferWait(req.headers.prefer);
       if (req.body.webhookUrl) await assertWebhookUrl(app.config, req.body.webhookUrl, 'webhookUrl');
-      const id = await submitGeneration(app, caller, req.body, req.idempotencyKey);
-      if (waitSeconds) await waitUntilDone(app, id, waitSeconds);
-      const generation = view(await getOwn(caller.id, id));
-      const done = !['queued', 'running'].includes(generation.status);
+      const id = await submitGeneration(deps, caller.id, req.body, req.idempotencyKey);
+      if (waitSeconds) await waitUntilDone(deps, id, waitSeconds);
+      const generation = view(await ownGeneration(deps, caller.id, id));
+      const done = isTerminal(generation.status);
       if (waitSeconds) reply.header('preference-applied', `wait=${waitSeconds}`);
       return reply
         .status(waitSeconds && done ? 200 : 202)
@@ -132,7 +103,7 @@ const generations: FastifyPluginAsyncZod = async (app) => {
         response: { 200: generationSchema, ...errorResponses },
       },
     },
-    async (req) => view(await getOwn(callerOf(req).id, req.params.id)),
+    async (req) => view(await ownGeneration(deps, callerOf(req).id, req.params.id)),
   );
 
   app.get(
@@ -142,35 +113,19 @@ const generations: FastifyPluginAsyncZod = async (app) => {
         tags: ['generations'],
         summary: 'List generations, newest first',
         querystring: listQuery,
-        response: {
-          200: z.object({ data: z.array(generationSchema), nextCursor: z.string().nullable() }),
-          ...errorResponses,
-        },
+        response: { 200: generationPage, ...errorResponses },
       },
     },
     async (req) => {
-      const { limit, cursor, projectId, status, model } = req.query;
-      const after = afterCursor(cursor);
-      const where: string[] = [];
-      const params: unknown[] = [];
-      const add = (sql: string, value: unknown) => {
-        params.push(value);
-        where.push(sql.replace('?', `$${params.length}`));
-      };
-      if (projectId) add('g.project_id = ?', projectId);
-      if (status) add('g.status = ?', status);
-      if (model) add('g.model = ?', model);
-      if (after) {
-        params.push(after.createdAt, after.id);
-        where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
-      }
-      params.push(limit + 1);
-      const sql = `${GENERATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-        ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`;
-      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        tx.query<GenerationRow>(sql, params),
+      const { projectId, status, model } = req.query;
+      return listPage(
+        req.query,
+        (page) =>
+          withUserTx(app.db, callerOf(req).id, (tx) =>
+            listGenerations(tx, { projectId, status, model }, page),
+          ),
+        view,
       );
-      return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), view);
     },
   );
 
@@ -190,22 +145,8 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) => {
-      const caller = callerOf(req);
-      const row = await getOwn(caller.id, req.params.id);
-      if (row.status === 'succeeded') {
-        throw new ApiError(409, 'not_cancelable', 'This generation has already succeeded and was charged.');
-      }
-      if (row.status === 'queued' || row.status === 'running') {
-        try {
-          await cancelGeneration(app.temporal, row.id);
-        } catch (err) {
-          // Refused because it ended meanwhile as failed or canceled: that is what the caller wanted.
-          if (!(err instanceof ApiError && err.code === 'not_cancelable')) throw err;
-          const now = await getOwn(caller.id, row.id);
-          if (now.status !== 'failed' && now.status !== 'canceled') throw err;
-        }
-      }
-      return reply.status(202).send(view(await getOwn(caller.id, row.id)));
+      const row = await cancelGeneration(deps, callerOf(req).id, req.params.id);
+      return reply.status(202).send(view(row));
     },
   );
 };

@@ -1,17 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
+import { checkDependencies } from '../../lib/health/readiness';
 import { VERSION } from '../../lib/version';
-
-const CHECK_TIMEOUT_MS = 2000;
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) =>
-      setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref(),
-    ),
-  ]);
-}
+import { bannerSchema, livenessSchema, readinessSchema } from '../schemas/health';
 
 const health: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -21,7 +11,7 @@ const health: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['service'],
         summary: 'Service banner',
-        response: { 200: z.object({ message: z.string(), status: z.string() }) },
+        response: { 200: bannerSchema },
       },
     },
     async () => ({ message: 'Velro API', status: 'operational' }),
@@ -34,16 +24,12 @@ const health: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['service'],
         summary: 'Liveness: the process answers (no dependency is checked)',
-        response: { 200: z.object({ status: z.literal('healthy'), version: z.string() }) },
+        response: { 200: livenessSchema },
       },
     },
     async () => ({ status: 'healthy' as const, version: VERSION }),
   );
 
-  const readiness = z.object({
-    status: z.enum(['ready', 'unavailable']),
-    checks: z.object({ postgres: z.enum(['ok', 'failed']), temporal: z.enum(['ok', 'failed']) }),
-  });
   app.get(
     '/ready',
     {
@@ -51,27 +37,16 @@ const health: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['service'],
         summary: 'Readiness: Postgres and Temporal both answer (why not goes to the log only)',
-        response: { 200: readiness, 503: readiness },
+        response: { 200: readinessSchema, 503: readinessSchema },
       },
     },
     async (req, reply) => {
       // The endpoint is public: strangers learn ok or failed, the log gets the addresses and errors.
-      const check = (name: string, p: () => Promise<unknown>) =>
-        withTimeout(Promise.resolve().then(p), CHECK_TIMEOUT_MS).then(
-          () => 'ok' as const,
-          (err: unknown) => {
-            req.log.warn({ err, check: name }, `readiness: ${name} check failed`);
-            return 'failed' as const;
-          },
-        );
-      const [postgres, temporal] = await Promise.all([
-        check('postgres', () => app.db.query('SELECT 1')),
-        check('temporal', () => app.temporal.workflowService.getSystemInfo({})),
-      ]);
-      const ok = postgres === 'ok' && temporal === 'ok';
-      return reply
-        .status(ok ? 200 : 503)
-        .send({ status: ok ? 'ready' : 'unavailable', checks: { postgres, temporal } });
+      const checks = await checkDependencies({ db: app.db, temporal: app.temporal }, (check, err) =>
+        req.log.warn({ err, check }, `readiness: ${check} check failed`),
+      );
+      const ok = checks.postgres === 'ok' && checks.temporal === 'ok';
+      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks });
     },
   );
 };

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
 import { withUserTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
+import { loadUser } from '../../lib/users/store';
 import { callerOf } from '../plugins/auth';
 import { errorResponses } from '../schemas/common';
-import { balanceSchema } from './credits';
+import { meSchema } from '../schemas/me';
 
 const me: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -13,26 +13,13 @@ const me: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['account'],
         summary: 'The caller, with its credit balance',
-        response: {
-          200: z.object({
-            id: z.uuid(),
-            email: z.string(),
-            role: z.enum(['user', 'admin']),
-            createdAt: z.string(),
-            credits: balanceSchema,
-          }),
-          ...errorResponses,
-        },
+        response: { 200: meSchema, ...errorResponses },
       },
     },
     async (req) => {
       const { id } = callerOf(req);
       return withUserTx(app.db, id, async (tx) => {
-        const { rows } = await tx.query<{ email: string; role: 'user' | 'admin'; created_at: Date }>(
-          'SELECT email, role, created_at FROM users WHERE id = $1',
-          [id],
-        );
-        const user = rows[0]!;
+        const user = (await loadUser(tx, id))!;
         const b = await ledger.balance(tx, id);
         return {
           id,

@@ -1,50 +1,27 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { examples } from '../schemas/examples';
 import { withUserTx } from '../../lib/db/pool';
-import { ApiError, notFound } from '../errors';
+import {
+  createProject,
+  deleteProject,
+  getProject,
+  listProjects,
+  MAX_PROJECTS,
+  renameProject,
+  toView,
+} from '../../lib/projects/store';
+import { notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import {
+  capReached,
   errorResponses,
-  idempotencyKeyHeaders,
+  idempotentCreation,
+  idempotentCreationText,
   idParams,
-  paginationQuery,
-  problemSchema,
-  afterCursor,
-  toPage,
+  listing,
+  listOwnPage,
 } from '../schemas/common';
-
-/** Projects a user may hold at once. */
-export const MAX_PROJECTS = 1000;
-
-const projectSchema = z
-  .object({
-    id: z.uuid(),
-    name: z.string(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .meta({ id: 'Project', examples: [examples.project] });
-
-const projectBody = z
-  .strictObject({ name: z.string().trim().min(1).max(100) })
-  .meta({ examples: [examples.projectRequest] });
-
-interface ProjectRow {
-  id: string;
-  name: string;
-  created_at: Date;
-  updated_at: Date;
-}
-
-const COLUMNS = 'id, name, created_at, updated_at';
-
-const toView = (p: ProjectRow) => ({
-  id: p.id,
-  name: p.name,
-  createdAt: p.created_at.toISOString(),
-  updatedAt: p.updated_at.toISOString(),
-});
+import { projectBody, projectSchema } from '../schemas/projects';
 
 const projects: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -56,32 +33,15 @@ const projects: FastifyPluginAsyncZod = async (app) => {
         summary: 'Create a project',
         description:
           `Projects group generations (\`projectId\` in POST /v1/generations). At most ${MAX_PROJECTS} per user. ` +
-          'Send `Idempotency-Key` to make retries safe: the same key and body create one project and get the first ' +
-          'answer again (`idempotent-replayed: true`); the same key with another body gets 422 ' +
-          '`idempotency_mismatch`; a duplicate sent while the first still runs, 409 `idempotency_in_progress`.',
-        headers: idempotencyKeyHeaders,
-        body: projectBody,
-        response: { 201: projectSchema, 409: problemSchema, 422: problemSchema, ...errorResponses },
+          idempotentCreationText('create one project'),
+        ...idempotentCreation(projectBody, projectSchema),
       },
     },
     async (req, reply) => {
       const caller = callerOf(req);
-      const row = await withUserTx(app.db, caller.id, async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`projects:${caller.id}`]);
-        const { rows: count } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM projects');
-        if (count[0]!.n >= MAX_PROJECTS) {
-          throw new ApiError(
-            409,
-            'too_many_projects',
-            `You already have ${MAX_PROJECTS} projects; delete one first.`,
-          );
-        }
-        const { rows } = await tx.query<ProjectRow>(
-          `INSERT INTO projects (user_id, name) VALUES ($1, $2) RETURNING ${COLUMNS}`,
-          [caller.id, req.body.name],
-        );
-        return rows[0]!;
-      });
+      const row = await withUserTx(app.db, caller.id, (tx) => createProject(tx, caller.id, req.body.name));
+      if (!row)
+        throw capReached('too_many_projects', `You already have ${MAX_PROJECTS} projects; delete one first.`);
       return reply.status(201).header('location', `/v1/projects/${row.id}`).send(toView(row));
     },
   );
@@ -92,26 +52,10 @@ const projects: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['projects'],
         summary: "The caller's projects, newest first",
-        querystring: paginationQuery,
-        response: {
-          200: z.object({ data: z.array(projectSchema), nextCursor: z.string().nullable() }),
-          ...errorResponses,
-        },
+        ...listing(projectSchema),
       },
     },
-    async (req) => {
-      const { limit, cursor } = req.query;
-      const after = afterCursor(cursor);
-      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        tx.query<ProjectRow>(
-          `SELECT ${COLUMNS} FROM projects
-           WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid))
-           ORDER BY created_at DESC, id DESC LIMIT $3`,
-          [after?.createdAt ?? null, after?.id ?? null, limit + 1],
-        ),
-      );
-      return toPage(rows, limit, (r) => ({ createdAt: r.created_at, id: r.id }), toView);
-    },
+    async (req) => listOwnPage(app.db, callerOf(req).id, req.query, listProjects, toView),
   );
 
   app.get(
@@ -125,11 +69,9 @@ const projects: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req) => {
-      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        tx.query<ProjectRow>(`SELECT ${COLUMNS} FROM projects WHERE id = $1`, [req.params.id]),
-      );
-      if (!rows[0]) throw notFound('Project');
-      return toView(rows[0]);
+      const row = await withUserTx(app.db, callerOf(req).id, (tx) => getProject(tx, req.params.id));
+      if (!row) throw notFound('Project');
+      return toView(row);
     },
   );
 
@@ -145,14 +87,11 @@ const projects: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req) => {
-      const { rows } = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        tx.query<ProjectRow>(
-          `UPDATE projects SET name = $2, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
-          [req.params.id, req.body.name],
-        ),
+      const row = await withUserTx(app.db, callerOf(req).id, (tx) =>
+        renameProject(tx, req.params.id, req.body.name),
       );
-      if (!rows[0]) throw notFound('Project');
-      return toView(rows[0]);
+      if (!row) throw notFound('Project');
+      return toView(row);
     },
   );
 
@@ -169,10 +108,8 @@ const projects: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) => {
-      const { rowCount } = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        tx.query('DELETE FROM projects WHERE id = $1', [req.params.id]),
-      );
-      if (rowCount === 0) throw notFound('Project');
+      const deleted = await withUserTx(app.db, callerOf(req).id, (tx) => deleteProject(tx, req.params.id));
+      if (!deleted) throw notFound('Project');
       return reply.status(204).send();
     },
   );

@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
+import { isTerminal } from '../../lib/generations/status';
+import { generationsWaitingOn, recordProviderWebhook } from '../../lib/generations/provider-webhook-store';
 import type { Provider, WebhookVerdict } from '../../lib/providers/provider';
-import { createProviders } from '../../lib/runtime/services';
+import { createProviders } from '../../lib/wiring/from-config';
 import { generationWorkflowId, providerEventSignal } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import { problemSchema } from '../schemas/common';
+import { providerParams, receivedSchema } from '../schemas/provider-webhooks';
 
 /** Provider webhooks carry a status object, not media: 1 MiB is far more than any of them needs. */
 export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
-
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 
 const refused = () =>
   new ApiError(401, 'unauthorized', 'The webhook signature is missing, invalid, stale or replayed.');
@@ -44,9 +44,9 @@ const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
           'HMAC signature). Verified over the raw body; forged, stale or replayed deliveries get 401. A ' +
           'verified delivery makes the generation check its provider at once; the answer is 200 even ' +
           'when the generation is already finished or unknown.',
-        params: z.object({ provider: z.string().max(40) }),
+        params: providerParams,
         response: {
-          200: z.object({ received: z.literal(true) }),
+          200: receivedSchema,
           401: problemSchema,
           404: problemSchema,
           413: problemSchema,
@@ -78,23 +78,16 @@ const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
         throw refused();
       }
 
-      const digest = createHash('sha256').update(verdict.deliveryId).digest('hex');
-      const receipt = await app.db.query<{ fresh: boolean }>(
-        'SELECT record_provider_webhook($1, $2) AS fresh',
-        [name, digest],
-      );
-      if (!receipt.rows[0]?.fresh) {
+      const digest = createHash('sha256').update(verdict.replayKey).digest('hex');
+      if (!(await recordProviderWebhook(app.db, name, digest))) {
         log.warn({ requestKey: verdict.requestKey }, 'provider webhook refused: replayed delivery');
         throw refused();
       }
 
-      const { rows } = await app.db.query<{ id: string; status: string }>(
-        'SELECT id, status FROM provider_webhook_generations($1, $2)',
-        [name, verdict.requestKey],
-      );
+      const rows = await generationsWaitingOn(app.db, name, verdict.requestKey);
       let signalled = 0;
       for (const row of rows) {
-        if (TERMINAL.has(row.status)) continue;
+        if (isTerminal(row.status)) continue;
         try {
           await app.temporal.workflow
             .getHandle(generationWorkflowId(row.id))

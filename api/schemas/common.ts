@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { PageAfter } from '../../lib/db/keyset';
+import { withUserTx, type Db, type Tx } from '../../lib/db/pool';
 import { ApiError } from '../errors';
 import { examples } from './examples';
 
@@ -79,6 +81,40 @@ export function toPage<R, V>(
   return { data: page.map(view), nextCursor: at ? encodeCursor(at.createdAt, at.id) : null };
 }
 
+/** The body that creates or renames something that has only a name (a project, an API key). */
+export const nameBody = (example: { name: string }) =>
+  z.strictObject({ name: z.string().trim().min(1).max(100) }).meta({ examples: [example] });
+
+/** A list route's answer: one page of `item`, newest first. */
+export const pageSchema = <T extends z.ZodType>(item: T) =>
+  z.object({ data: z.array(item), nextCursor: z.string().nullable() });
+
+/**
+ * A list route's answer for `query` (its `paginationQuery`): `fetch` reads the page that starts after
+ * the cursor's position, newest first with one row more than `limit` (lib/db/keyset.ts's newestFirst
+ * does), and `view` shows each row. 400 for a cursor this API did not issue, before anything is read.
+ */
+export async function listPage<R extends { created_at: Date; id: string }, V>(
+  query: { limit: number; cursor?: string | undefined },
+  fetch: (page: { after?: PageAfter; limit: number }) => Promise<R[]>,
+  view: (row: R) => V,
+): Promise<{ data: V[]; nextCursor: string | null }> {
+  const after = afterCursor(query.cursor);
+  const rows = await fetch({ after, limit: query.limit });
+  return toPage(rows, query.limit, (r) => ({ createdAt: r.created_at, id: r.id }), view);
+}
+
+/** listPage over one of the user's own lists: `list` (a store function) runs in the user's transaction. */
+export function listOwnPage<R extends { created_at: Date; id: string }, V>(
+  db: Db,
+  userId: string,
+  query: { limit: number; cursor?: string | undefined },
+  list: (tx: Tx, page: { after?: PageAfter; limit: number }) => Promise<R[]>,
+  view: (row: R) => V,
+): Promise<{ data: V[]; nextCursor: string | null }> {
+  return listPage(query, (page) => withUserTx(db, userId, (tx) => list(tx, page)), view);
+}
+
 /**
  * `Idempotency-Key` as the routes that honour it document it (the idempotency plugin checks it
  * again, and does the work).
@@ -102,3 +138,40 @@ export const errorResponses = {
   429: problemSchema,
   500: problemSchema,
 };
+
+/**
+ * The request headers, body and answers of a POST that creates something, honours `Idempotency-Key`
+ * (422 and 409 for a key misused or still running) and has a per-user cap (409 past it): spread into
+ * the route's schema.
+ */
+export const idempotentCreation = <B extends z.ZodType, T extends z.ZodType>(body: B, created: T) => ({
+  headers: idempotencyKeyHeaders,
+  body,
+  response: { 201: created, 409: problemSchema, 422: problemSchema, ...errorResponses },
+});
+
+/**
+ * What `Idempotency-Key` does on a creation, as its description says it: `creates` is what the
+ * request does ("create one project"); `secret`, the answer's one-time secret field and what a client
+ * that lost it does (a replay carries it as null).
+ */
+export function idempotentCreationText(creates: string, secret?: { field: string; lost: string }): string {
+  const replay =
+    `Send \`Idempotency-Key\` to make retries safe: the same key and body ${creates} and get the first ` +
+    'answer again (`idempotent-replayed: true`)';
+  const refused =
+    'the same key with another body gets 422 `idempotency_mismatch`; a duplicate sent while the first ' +
+    'still runs, 409 `idempotency_in_progress`.';
+  if (!secret) return `${replay}; ${refused}`;
+  const redacted = `but with \`${secret.field}\` null (\`idempotent-secret-redacted: true\`), ${secret.lost}`;
+  return `${replay}, ${redacted}. T${refused.slice(1)}`;
+}
+
+/** 409 for a creation past the caller's cap (`code`: `too_many_…`). */
+export const capReached = (code: string, detail: string) => new ApiError(409, code, detail);
+
+/** The query and answers of a plain list route (no filters): a page of `item`. */
+export const listing = <T extends z.ZodType>(item: T) => ({
+  querystring: paginationQuery,
+  response: { 200: pageSchema(item), ...errorResponses },
+});

@@ -87,6 +87,13 @@ export const examples = {
     updatedAt: AT,
   },
   projectRequest: { name: 'Spring campaign' },
+  model: {
+    id: 'veo3',
+    name: 'Veo 3',
+    kind: 'video',
+    credits: 500,
+    inputSchema: { type: 'object', properties: { prompt: { type: 'string' } }, required: ['prompt'] },
+  },
 };
 
 export const createdApiKeyExample = {

@@ -1,7 +1,11 @@
 import { z } from 'zod';
+import { MODEL_IDS } from '../../lib/catalog/models';
 import { GENERATION_STATUSES } from '../../lib/generations/status';
 import type { GenerationView } from '../../lib/generations/view';
+import { pageSchema, paginationQuery } from './common';
 import { examples } from './examples';
+
+// The generation routes' schemas: /v1/generations (submit, list, get, cancel) and its event stream.
 
 export const generationSchema = z
   .object({
@@ -33,3 +37,42 @@ export const generationSchema = z
     completedAt: z.string().nullable(),
   })
   .meta({ id: 'Generation', examples: [examples.generation] }) satisfies z.ZodType<GenerationView>;
+
+export const submitBody = z
+  .strictObject({
+    model: z.enum(MODEL_IDS).describe('A model id from GET /v1/models'),
+    input: z
+      .record(z.string(), z.unknown())
+      .describe("The model's input; see its inputSchema in GET /v1/models/:id"),
+    projectId: z.uuid().nullish(),
+    webhookUrl: z
+      .url({ protocol: /^https?$/ })
+      .max(2048)
+      .nullish(),
+  })
+  .meta({ examples: [examples.submit] });
+
+export const submitHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(255)
+    .optional()
+    .describe('Makes retries safe (Stripe semantics), kept 24 h'),
+  prefer: z
+    .string()
+    .max(100)
+    .optional()
+    .describe('`wait=N` (1–60): answer when the generation ends or after N seconds'),
+});
+
+export const listQuery = paginationQuery.extend({
+  projectId: z.uuid().optional(),
+  status: z.enum(GENERATION_STATUSES).optional(),
+  model: z.enum(MODEL_IDS).optional(),
+});
+
+export const generationPage = pageSchema(generationSchema);
+
+/** GET /v1/generations/:id/events: where a reconnecting client left off. */
+export const eventsHeaders = z.object({ 'last-event-id': z.string().max(100).optional() });

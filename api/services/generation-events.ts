@@ -1,10 +1,12 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../../lib/db/pool';
+import { isTerminal, type GenerationStatus } from '../../lib/generations/status';
+import { generationStatuses } from '../../lib/generations/store';
 import { generationWorkflowId, progressQuery, type Progress } from '../../workflows/definitions';
 
 export interface GenerationSnapshot {
   id: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+  status: GenerationStatus;
   stage: string;
   queuePosition: number | null;
   logs: string[];
@@ -13,16 +15,41 @@ export interface GenerationSnapshot {
   version: string;
 }
 
+/** What the watcher needs: the database (its status reads), Temporal (progress queries), its tick. */
+export interface GenerationEventDeps {
+  db: Db;
+  temporal: Client;
+  /** How often the watched generations are read; 500 ms unless given. */
+  intervalMs?: number;
+}
+
 type Listener = (snapshot: GenerationSnapshot) => void;
 
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
-export const isTerminal = (s: GenerationSnapshot) => TERMINAL.has(s.status);
+const versionParts = (version: string): [number, number] => {
+  const [at = 0, logCount = 0] = version.split('-').map(Number);
+  return [at, logCount];
+};
 
 /** Compares two snapshot versions ("<updated ms>-<log count>"). */
 export function newerThan(a: string, b: string): boolean {
-  const [a1 = 0, a2 = 0] = a.split('-').map(Number);
-  const [b1 = 0, b2 = 0] = b.split('-').map(Number);
+  const [a1, a2] = versionParts(a);
+  const [b1, b2] = versionParts(b);
   return a1 !== b1 ? a1 > b1 : a2 > b2;
+}
+
+/**
+ * The log lines of `snapshot` that `previous` did not have yet: by the log count in their versions
+ * (the workflow counts every line it keeps), not by text, so a line that genuinely repeats an
+ * earlier one is sent again. Without a previous snapshot (a new or resumed stream), all of them.
+ */
+export function newLogLines(
+  previous: GenerationSnapshot | undefined,
+  snapshot: GenerationSnapshot,
+): string[] {
+  if (!previous) return snapshot.logs;
+  const added = versionParts(snapshot.version)[1] - versionParts(previous.version)[1];
+  if (added <= 0) return [];
+  return snapshot.logs.slice(-Math.min(added, snapshot.logs.length));
 }
 
 /**
@@ -33,14 +60,17 @@ export function newerThan(a: string, b: string): boolean {
 export class GenerationEventHub {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly last = new Map<string, GenerationSnapshot>();
+  private readonly db: Db;
+  private readonly temporal: Client;
+  private readonly intervalMs: number;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
 
-  constructor(
-    private readonly db: Db,
-    private readonly temporal: Client,
-    private readonly intervalMs = 500,
-  ) {}
+  constructor(deps: GenerationEventDeps) {
+    this.db = deps.db;
+    this.temporal = deps.temporal;
+    this.intervalMs = deps.intervalMs ?? 500;
+  }
 
   /** Calls `listener` with the current snapshot at once, then with every change. */
   subscribe(generationId: string, listener: Listener): () => void {
@@ -74,28 +104,18 @@ export class GenerationEventHub {
     if (this.ticking || this.listeners.size === 0) return;
     this.ticking = true;
     try {
-      const ids = [...this.listeners.keys()];
       // Across users, status fields only: each stream's owner was checked when it was opened.
-      const { rows } = await this.db.query<{
-        id: string;
-        status: GenerationSnapshot['status'];
-        stage: string;
-        error_code: string | null;
-        error_message: string | null;
-        updated_at: Date;
-      }>(`SELECT id, status, stage, error_code, error_message, updated_at FROM generation_statuses($1)`, [
-        ids,
-      ]);
+      const rows = await generationStatuses(this.db, [...this.listeners.keys()]);
       await Promise.all(
         rows.map(async (row) => {
-          const progress = TERMINAL.has(row.status) ? undefined : await this.progressOf(row.id);
+          const progress = isTerminal(row.status) ? undefined : await this.progressOf(row.id);
           const before = this.last.get(row.id);
           const logs = progress?.logs ?? before?.logs ?? [];
-          const logCount = progress?.logCount ?? Number(before?.version.split('-')[1] ?? 0);
+          const logCount = progress?.logCount ?? (before ? versionParts(before.version)[1] : 0);
           const snapshot: GenerationSnapshot = {
             id: row.id,
             status: row.status,
-            stage: progress && !TERMINAL.has(row.status) ? progress.stage : row.stage,
+            stage: progress && !isTerminal(row.status) ? progress.stage : row.stage,
             queuePosition: progress?.queuePosition ?? null,
             logs,
             error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,

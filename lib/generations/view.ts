@@ -1,5 +1,6 @@
 import { signAssetPath } from '../auth/signed-urls';
 import type { Tx } from '../db/pool';
+import type { OutputMedia } from '../assets/store';
 import type { GenerationStatus } from './status';
 
 /** Default lifetime of the signed output URLs (ASSET_URL_TTL_SECONDS overrides it). */
@@ -14,16 +15,7 @@ export interface GenerationView {
   input: Record<string, unknown>;
   projectId: string | null;
   credits: { amount: number; state: 'reserved' | 'charged' | 'refunded' | 'none' };
-  outputs: {
-    id: string;
-    url: string;
-    contentType: string;
-    bytes: number;
-    width: number | null;
-    height: number | null;
-    durationMs: number | null;
-    sha256: string;
-  }[];
+  outputs: (OutputMedia & { id: string; url: string })[];
   error: { code: string; message: string } | null;
   createdAt: string;
   updatedAt: string;

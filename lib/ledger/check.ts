@@ -1,4 +1,5 @@
 import { withSystemTx, type SystemDb } from '../db/pool';
+import { NOT_SETTLED_ONCE, TERMINAL_GENERATION_SETTLEMENTS } from './invariants';
 
 /** One way the ledger disagrees with itself. */
 export interface LedgerProblem {
@@ -160,18 +161,7 @@ const CHECKS: Record<string, string> = {
   // A terminal generation has exactly one reserve and exactly one resolution of it: a commit if it
   // succeeded, a release if it failed or was canceled. (A generation refused at admission has no row.)
   generations: `
-    WITH g AS (
-      SELECT g.id, g.status, g.credits, a.id AS account_id,
-             count(DISTINCT r.id) AS reserves,
-             coalesce(sum(DISTINCT r.amount) FILTER (WHERE r.id IS NOT NULL), 0) AS reserved,
-             count(x.id) FILTER (WHERE x.kind = 'commit') AS commits,
-             count(x.id) FILTER (WHERE x.kind = 'release') AS releases
-      FROM generations g
-      LEFT JOIN credit_accounts a ON a.user_id = g.user_id
-      LEFT JOIN credit_transfers r ON r.generation_id = g.id AND r.kind = 'reserve'
-      LEFT JOIN credit_transfers x ON x.pending_id = r.id
-      WHERE g.status IN ('succeeded', 'failed', 'canceled')
-      GROUP BY g.id, a.id
+    WITH g AS (${TERMINAL_GENERATION_SETTLEMENTS}
     )
     SELECT CASE
              WHEN reserves = 0 THEN 'generation_unreserved'
@@ -183,9 +173,7 @@ const CHECKS: Record<string, string> = {
            account_id, id AS generation_id,
            format('%s generation has %s reserve(s), %s commit(s), %s release(s)', status, reserves, commits, releases) AS detail
     FROM g
-    WHERE reserves <> 1 OR commits + releases <> 1
-       OR (status = 'succeeded' AND commits <> 1)
-       OR (status IN ('failed', 'canceled') AND releases <> 1)
+    WHERE reserves <> 1 OR ${NOT_SETTLED_ONCE}
     UNION ALL
     SELECT 'generation_amount_mismatch', account_id, id,
            format('generation costs %s credits, but its reserve is for %s', credits, reserved)

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { newestFirst, type PageAfter } from '../db/keyset';
 import type { Db, Tx } from '../db/pool';
 import { asLedgerError, LedgerError } from './errors';
 import { UserBatcher, type Outcome } from './batcher';
@@ -188,38 +189,21 @@ export function release(q: Runner, p: ActingUser & { id: string; pendingId: stri
     : call(q, 'ledger_release($1, $2, $3, $4)', [p.id, p.pendingId, p.reason ?? null, p.userId ?? null]);
 }
 
-/** A grant, in a system transaction (admin grants, sign-up credit). */
-export async function grant(
-  tx: Tx,
-  p: { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null },
-) {
+type GrantRequest = { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null };
+
+function grantThrough(fn: 'ledger_grant' | 'admin_grant_credits', tx: Tx, p: GrantRequest) {
   checkAmount(p.amount);
-  return call(tx, 'ledger_grant($1, $2, $3, $4, $5)', [
-    p.id,
-    p.userId,
-    p.amount,
-    p.reason,
-    p.expiresAt ?? null,
-  ]);
+  return call(tx, `${fn}($1, $2, $3, $4, $5)`, [p.id, p.userId, p.amount, p.reason, p.expiresAt ?? null]);
 }
+
+/** A grant, in a system transaction (admin commands, tests). */
+export const grant = (tx: Tx, p: GrantRequest) => grantThrough('ledger_grant', tx, p);
 
 /**
  * A grant made by an admin: in a transaction scoped to the admin (withUserTx), on the velro_app
  * login. The database checks the role of app.user_id (admin_grant_credits, db/migrations/008).
  */
-export async function adminGrant(
-  tx: Tx,
-  p: { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null },
-) {
-  checkAmount(p.amount);
-  return call(tx, 'admin_grant_credits($1, $2, $3, $4, $5)', [
-    p.id,
-    p.userId,
-    p.amount,
-    p.reason,
-    p.expiresAt ?? null,
-  ]);
-}
+export const adminGrant = (tx: Tx, p: GrantRequest) => grantThrough('admin_grant_credits', tx, p);
 
 /** The balance of the user the transaction is scoped to. */
 export async function balance(tx: Tx, userId: string): Promise<Balance> {
@@ -236,4 +220,9 @@ export async function balance(tx: Tx, userId: string): Promise<Balance> {
     [userId],
   );
   return rows[0] ?? { available: 0, reserved: 0, spent: 0, granted: 0, expired: 0 };
+}
+
+/** One page of the transfers of the user the transaction is scoped to, newest first (`limit + 1` rows: see newestFirst). */
+export function listTransfers(tx: Tx, page: { after?: PageAfter; limit: number }): Promise<Transfer[]> {
+  return newestFirst<Transfer>(tx, { select: `SELECT ${transferColumns()} FROM credit_transfers`, ...page });
 }

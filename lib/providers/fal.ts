@@ -1,6 +1,7 @@
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { ModelDefinition, ModelInput } from '../catalog/models';
-import { excerpt, headerValue, providerFetch, transientFailure, type ProviderResponse } from './http';
+import { detailFailure, detailText, falFailure } from './fal-errors';
+import { FalWebhookVerifier } from './fal-webhooks';
+import { excerpt, providerFetch, transientFailure, type ProviderResponse } from './http';
 import {
   NonRetryableProviderError,
   RetryableProviderError,
@@ -13,6 +14,8 @@ import {
   type WebhookRequest,
   type WebhookVerdict,
 } from './provider';
+
+export { FAL_WEBHOOK_TOLERANCE_S } from './fal-webhooks';
 
 export interface FalProviderOptions {
   key: string;
@@ -38,10 +41,6 @@ interface FalRequestRef {
   cancel_url: string;
 }
 
-/** Webhooks older or newer than this are refused (fal's documented tolerance). */
-export const FAL_WEBHOOK_TOLERANCE_S = 300;
-/** A signature no cached key verifies refetches the keys at most this often (key rotation). */
-const JWKS_MIN_REFRESH_MS = 60_000;
 // Namespaced endpoint ids carry one more leading segment (fal-js parseEndpointId).
 const NAMESPACES = new Set(['workflows', 'comfy']);
 
@@ -67,21 +66,23 @@ export class FalProvider implements Provider {
   readonly name = 'fal' as const;
   private readonly queueUrl: string;
   private readonly queueOrigin: string;
-  private readonly nowSeconds: () => number;
-  private jwks: { keys: KeyObject[]; fetchedAt: number } | undefined;
-  private jwksLoading: Promise<KeyObject[]> | undefined;
+  private readonly webhooks: FalWebhookVerifier;
 
   constructor(private readonly opts: FalProviderOptions) {
     this.queueUrl = opts.queueUrl.replace(/\/+$/, '');
     this.queueOrigin = new URL(this.queueUrl).origin;
-    this.nowSeconds = opts.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    this.webhooks = new FalWebhookVerifier({
+      jwksUrl: opts.jwksUrl,
+      jwksTtlMs: opts.jwksTtlMs,
+      timeoutMs: opts.timeoutMs,
+      nowSeconds: opts.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+    });
   }
 
   async submit(req: SubmitRequest): Promise<{ requestId: string }> {
     const endpoint = falEndpointFor(req.model, req.input);
     const url = new URL(`${this.queueUrl}/${endpoint}`);
-    const webhookUrl = req.webhookUrl ?? this.opts.webhookUrl;
-    if (webhookUrl) url.searchParams.set('fal_webhook', webhookUrl);
+    if (this.opts.webhookUrl) url.searchParams.set('fal_webhook', this.opts.webhookUrl);
     const res = await this.call('submit', url.toString(), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -153,83 +154,8 @@ export class FalProvider implements Provider {
     await this.call('cancel', this.ref(job).cancel_url, { method: 'PUT' }).catch(() => undefined);
   }
 
-  async verifyWebhook(req: WebhookRequest): Promise<WebhookVerdict> {
-    const h = (name: string) => headerValue(req.headers, name)?.trim();
-    const requestId = h('x-fal-webhook-request-id');
-    const userId = h('x-fal-webhook-user-id');
-    const timestamp = h('x-fal-webhook-timestamp');
-    const signature = h('x-fal-webhook-signature');
-    if (!requestId || !userId || !timestamp || !signature) {
-      return { ok: false, reason: 'missing X-Fal-Webhook-{Request-Id,User-Id,Timestamp,Signature}' };
-    }
-    if (!/^\d{1,12}$/.test(timestamp)) return { ok: false, reason: 'timestamp is not unix seconds' };
-    const age = (req.now ?? this.nowSeconds()) - Number(timestamp);
-    if (Math.abs(age) > FAL_WEBHOOK_TOLERANCE_S) {
-      return { ok: false, reason: `timestamp is ${age} s off (tolerance ${FAL_WEBHOOK_TOLERANCE_S} s)` };
-    }
-    if (!/^[0-9a-fA-F]{128}$/.test(signature)) {
-      return { ok: false, reason: 'signature is not a hex Ed25519 signature' };
-    }
-    const bodyHash = createHash('sha256').update(req.rawBody).digest('hex');
-    const message = Buffer.from(`${requestId}\n${userId}\n${timestamp}\n${bodyHash}`, 'utf8');
-    const sig = Buffer.from(signature, 'hex');
-    // No key id is sent: any current key may have signed it.
-    const matches = (keys: KeyObject[]) => keys.some((key) => verify(null, message, key, sig));
-    let valid = matches(await this.webhookKeys());
-    if (!valid && this.jwks && Date.now() - this.jwks.fetchedAt > JWKS_MIN_REFRESH_MS) {
-      valid = matches(await this.webhookKeys(true));
-    }
-    if (!valid) return { ok: false, reason: 'signature does not verify with any fal webhook key' };
-    let body: unknown;
-    try {
-      body = JSON.parse(req.rawBody.toString('utf8'));
-    } catch {
-      return { ok: false, reason: 'signed body is not JSON' };
-    }
-    if (!isObject(body) || body.request_id !== requestId) {
-      return { ok: false, reason: 'body request_id differs from X-Fal-Webhook-Request-Id' };
-    }
-    return {
-      ok: true,
-      requestKey: requestId,
-      deliveryId: `${requestId}:${timestamp}:${signature.toLowerCase()}`,
-    };
-  }
-
-  /** fal's webhook public keys, cached for `jwksTtlMs`; one fetch at a time. */
-  private async webhookKeys(refresh = false): Promise<KeyObject[]> {
-    const ttl = this.opts.jwksTtlMs ?? 60 * 60 * 1000;
-    if (!refresh && this.jwks && Date.now() - this.jwks.fetchedAt < ttl) return this.jwks.keys;
-    this.jwksLoading ??= (async () => {
-      try {
-        const res = await providerFetch('fal', this.opts.jwksUrl, {
-          method: 'GET',
-          headers: { accept: 'application/json' },
-          // Public keys, no credentials sent: a moved JWKS may be followed.
-          redirect: 'follow',
-          timeoutMs: this.opts.timeoutMs,
-        });
-        if (res.status !== 200 || !isObject(res.json) || !Array.isArray(res.json.keys)) {
-          throw new RetryableProviderError(
-            'provider_unavailable',
-            `fal JWKS: HTTP ${res.status}: ${excerpt(res)}`,
-          );
-        }
-        const keys = res.json.keys.flatMap((k: unknown) => {
-          if (!isObject(k) || k.kty !== 'OKP' || k.crv !== 'Ed25519' || typeof k.x !== 'string') return [];
-          try {
-            return [createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x }, format: 'jwk' })];
-          } catch {
-            return [];
-          }
-        });
-        this.jwks = { keys, fetchedAt: Date.now() };
-        return keys;
-      } finally {
-        this.jwksLoading = undefined;
-      }
-    })();
-    return this.jwksLoading;
+  verifyWebhook(req: WebhookRequest): Promise<WebhookVerdict> {
+    return this.webhooks.verify(req);
   }
 
   /** GET the result of a COMPLETED request: the output, or why the request failed. */
@@ -337,62 +263,6 @@ function logLines(logs: unknown): string[] {
     .map((l) => (isObject(l) && typeof l.message === 'string' ? l.message : undefined))
     .filter((m): m is string => !!m)
     .slice(-1);
-}
-
-/** A failure code from fal's error_type (request errors and model errors). */
-function falFailure(errorType: unknown, message: string): ProviderFailure {
-  const type = typeof errorType === 'string' ? errorType : '';
-  if (type === 'content_policy_violation') return { code: 'content_policy', message };
-  return { code: 'provider_error', message: type ? `fal: ${type}: ${message}` : `fal: ${message}` };
-}
-
-interface FalErrorItem {
-  loc?: unknown;
-  msg?: unknown;
-  type?: unknown;
-}
-
-function fieldOf(item: FalErrorItem): string {
-  const loc = Array.isArray(item.loc) ? item.loc.map(String) : [];
-  const path = loc[0] === 'body' ? loc.slice(1) : loc;
-  return path.length ? path.join('.') : 'input';
-}
-
-function detailText(detail: unknown): string | undefined {
-  if (typeof detail === 'string') return detail;
-  if (Array.isArray(detail)) {
-    return detail
-      .map((d: FalErrorItem) => `${fieldOf(d)}: ${typeof d?.msg === 'string' ? d.msg : 'invalid'}`)
-      .join('; ');
-  }
-  return undefined;
-}
-
-/**
- * A 4xx (mostly 422) answer as a failure: `detail` is a list of {loc, msg, type} (or a string). A
- * `content_policy_violation` entry is a content-policy refusal; anything else is bad input, named by
- * field.
- */
-function detailFailure(res: ProviderResponse): ProviderFailure {
-  const body = isObject(res.json) ? res.json : undefined;
-  const detail = body?.detail;
-  if (Array.isArray(detail)) {
-    const items = detail as FalErrorItem[];
-    const flagged = items.filter((d) => d?.type === 'content_policy_violation');
-    if (flagged.length) {
-      return {
-        code: 'content_policy',
-        message: `The provider's content checker refused the input (${flagged.map(fieldOf).join(', ')}).`,
-      };
-    }
-    return { code: 'invalid_input', message: `The provider rejected the input: ${detailText(items)}` };
-  }
-  const text = typeof detail === 'string' ? detail : excerpt(res);
-  if (/content[ _-]?policy|nsfw|flagged/i.test(text)) return { code: 'content_policy', message: text };
-  return {
-    code: res.status === 422 || res.status === 400 ? 'invalid_input' : 'provider_error',
-    message: `fal: HTTP ${res.status}: ${text}`,
-  };
 }
 
 /** The output files of a fal result: `images[]` for image models, `video` for video models. */

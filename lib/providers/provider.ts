@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { ModelDefinition, ModelInput } from '../catalog/models';
+import type { ProviderName } from './names';
 
-export type ProviderName = 'local' | 'fal' | 'replicate';
+export type { ProviderName };
 
 /** Where an output can be read from: a provider URL (downloaded at once: they expire) or a local render. */
 export type OutputSource =
@@ -32,8 +33,6 @@ export interface SubmitRequest {
   generationId: string;
   model: ModelDefinition;
   input: ModelInput;
-  /** Where the provider should send its completion webhook, if it supports one. */
-  webhookUrl?: string;
 }
 
 /** A request already submitted to a provider, with what it was asked. */
@@ -79,10 +78,11 @@ export type WebhookVerdict =
       /** The provider's own request id (fal request_id, Replicate prediction id). */
       requestKey: string;
       /**
-       * Identifies this delivery attempt: the same bytes sent again give the same id (a replay),
-       * while a provider's own retry carries a new timestamp and so a new id.
+       * Identifies this inbound webhook for replay protection: the same bytes sent again give the
+       * same key (a replay, refused), while a provider's own retry carries a new timestamp and so a
+       * new key. Not an outgoing webhook delivery (lib/webhooks).
        */
-      deliveryId: string;
+      replayKey: string;
     }
   | { ok: false; reason: string };
 

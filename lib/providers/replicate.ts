@@ -1,5 +1,5 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import { excerpt, headerValue, providerFetch, transientFailure, type ProviderResponse } from './http';
+import { verifyStandardWebhook } from '../webhooks/signing';
+import { excerpt, providerFetch, transientFailure, type ProviderResponse } from './http';
 import {
   NonRetryableProviderError,
   RetryableProviderError,
@@ -28,9 +28,6 @@ export interface ReplicateProviderOptions {
   /** Seconds since the epoch (tests pin it). */
   nowSeconds?: () => number;
 }
-
-/** Standard Webhooks tolerance: ±5 minutes. */
-export const WEBHOOK_TOLERANCE_S = 300;
 
 interface Prediction {
   id?: unknown;
@@ -64,7 +61,7 @@ export class ReplicateProvider implements Provider {
         `not a Replicate model name: ${req.model.replicate.model}`,
       );
     }
-    const webhookUrl = req.webhookUrl ?? this.opts.webhookUrl;
+    const webhookUrl = this.opts.webhookUrl;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.opts.preferWaitSeconds) {
       headers.prefer = `wait=${Math.min(60, Math.max(1, Math.round(this.opts.preferWaitSeconds)))}`;
@@ -179,7 +176,7 @@ export class ReplicateProvider implements Provider {
     }
     const id = (body as Prediction | null)?.id;
     if (typeof id !== 'string' || !id) return { ok: false, reason: 'signed body has no prediction id' };
-    return { ok: true, requestKey: id, deliveryId: `${checked.id}.${checked.timestamp}` };
+    return { ok: true, requestKey: id, replayKey: `${checked.id}.${checked.timestamp}` };
   }
 
   private get(id: string) {
@@ -254,47 +251,4 @@ export function outputUrls(output: unknown, depth = 0): string[] {
   if (depth > 3 || typeof output !== 'object' || output === null) return [];
   const values = Array.isArray(output) ? output : Object.values(output);
   return values.flatMap((v) => outputUrls(v, depth + 1));
-}
-
-/**
- * Standard Webhooks v1 (HMAC-SHA256) verification over the raw body: `webhook-signature` holds
- * space-separated `v1,<base64>` entries over `${webhook-id}.${webhook-timestamp}.${body}`, keyed by
- * the base64 part of a `whsec_` secret. Constant-time comparison, ±5 min timestamp tolerance.
- */
-export function verifyStandardWebhook(
-  secret: string,
-  headers: Record<string, string | string[] | undefined>,
-  rawBody: Buffer,
-  nowSeconds: number,
-  toleranceS = WEBHOOK_TOLERANCE_S,
-): { ok: true; id: string; timestamp: string } | { ok: false; reason: string } {
-  const id = headerValue(headers, 'webhook-id')?.trim();
-  const timestamp = headerValue(headers, 'webhook-timestamp')?.trim();
-  const signatures = headerValue(headers, 'webhook-signature')?.trim();
-  if (!id || !timestamp || !signatures) {
-    return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature' };
-  }
-  if (!/^[^.\s]{1,256}$/.test(id)) return { ok: false, reason: 'malformed webhook-id' };
-  if (!/^\d{1,12}$/.test(timestamp)) return { ok: false, reason: 'webhook-timestamp is not unix seconds' };
-  const age = nowSeconds - Number(timestamp);
-  if (Math.abs(age) > toleranceS) {
-    return { ok: false, reason: `webhook-timestamp is ${age} s off (tolerance ${toleranceS} s)` };
-  }
-  const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
-  const expected = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(rawBody).digest();
-  const matches = signatures.split(' ').some((entry) => {
-    const [version, sig] = entry.split(',', 2);
-    if (version !== 'v1' || !sig) return false;
-    const given = Buffer.from(sig, 'base64');
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  });
-  if (!matches) return { ok: false, reason: 'no v1 signature matches' };
-  return { ok: true, id, timestamp };
-}
-
-/** A Standard Webhooks signature header value for a message (the fakes and Velro's own webhooks). */
-export function signStandardWebhook(secret: string, id: string, timestamp: number, body: string | Buffer) {
-  const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
-  const mac = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest('base64');
-  return `v1,${mac}`;
 }

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { freePort } from '../net/free-port';
+import { SEARCH_ATTRIBUTE_NAMES, type SearchAttributeName } from './search-attributes';
 
 export type SearchAttributeType = 'Keyword' | 'Int' | 'Text' | 'Bool' | 'Double' | 'Datetime' | 'KeywordList';
 
@@ -26,12 +27,10 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
-export const VELRO_SEARCH_ATTRIBUTES = {
-  VelroUserId: 'Keyword',
-  VelroModel: 'Keyword',
-  VelroProjectId: 'Keyword',
-  VelroStatus: 'Keyword',
-} as const;
+/** Velro's search attributes as the dev server registers them (names: ./search-attributes.ts). */
+export const VELRO_SEARCH_ATTRIBUTES = Object.fromEntries(
+  Object.values(SEARCH_ATTRIBUTE_NAMES).map((name) => [name, 'Keyword']),
+) as Record<SearchAttributeName, 'Keyword'>;
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;

@@ -15,7 +15,9 @@ export interface WebhookUrlPolicy {
 }
 
 /** Strict unless the configuration relaxes it explicitly; NODE_ENV plays no part. */
-export function webhookUrlPolicy(config: Config): WebhookUrlPolicy {
+export function webhookUrlPolicy(
+  config: Pick<Config, 'WEBHOOK_ALLOW_HTTP' | 'WEBHOOK_ALLOW_PRIVATE_URLS'>,
+): WebhookUrlPolicy {
   return { requireHttps: !config.WEBHOOK_ALLOW_HTTP, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS };
 }
 
@@ -214,6 +216,26 @@ export async function checkWebhookUrl(
     });
   }
   return url;
+}
+
+/** The verdict on a webhook URL a client gives: acceptable, or refused with the reason to tell them. */
+export type WebhookUrlVerdict = { ok: true; url: URL } | { ok: false; reason: string };
+
+/**
+ * checkWebhookUrl as a verdict: a refusal (WebhookUrlRefused) is an answer, not an error; anything
+ * else still throws.
+ */
+export async function judgeWebhookUrl(
+  raw: string,
+  policy: WebhookUrlPolicy,
+  lookup: LookupAll = systemLookup,
+): Promise<WebhookUrlVerdict> {
+  try {
+    return { ok: true, url: await checkWebhookUrl(raw, policy, lookup) };
+  } catch (err) {
+    if (err instanceof WebhookUrlRefused) return { ok: false, reason: err.message };
+    throw err;
+  }
 }
 
 type LookupCallback = (

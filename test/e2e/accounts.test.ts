@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jwtKey, signJwt } from '../../lib/auth/jwt';
-import { setUserRole } from '../../lib/auth/roles';
+import { setUserRole } from '../../lib/users/store';
 import { withSystemTx, withUserTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
 import {

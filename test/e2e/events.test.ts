@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, startHarness, type Harness } from '../support/context';
+import { createUser, startHarness, submitGeneration, type Harness } from '../support/context';
 
 interface SseEvent {
   id?: string;
@@ -44,16 +44,8 @@ describe('GET /v1/generations/:id/events', () => {
   });
   afterAll(() => h?.stop());
 
-  async function submit(auth: Record<string, string>) {
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/v1/generations',
-      headers: auth,
-      payload: { model: 'imagen4-ultra', input: { prompt: 'streamed' } },
-    });
-    expect(res.statusCode).toBe(202);
-    return res.json().id as string;
-  }
+  const submit = (auth: Record<string, string>) =>
+    submitGeneration(h.app, auth, { model: 'imagen4-ultra', input: { prompt: 'streamed' } });
 
   it('streams status and progress to many clients at once, ends with done and closes', async () => {
     const user = await createUser(h.db, 100);

@@ -6,7 +6,7 @@ import fp from 'fastify-plugin';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import errors from '../../api/plugins/errors';
 import idempotency, { withoutSecrets } from '../../api/plugins/idempotency';
-import { MAX_ACTIVE_API_KEYS } from '../../api/routes/api-keys';
+import { MAX_ACTIVE_API_KEYS } from '../../lib/api-keys/store';
 import { generateApiKey } from '../../lib/auth/api-keys';
 import { withSystemTx, withUserTx } from '../../lib/db/pool';
 import { createUser, startApi, type ApiHarness, systemDb } from '../support/context';

@@ -5,7 +5,7 @@ import { buildApp } from '../../api/app';
 import { BODY_LIMIT, MAX_PARAM_LENGTH, MAX_URL_LENGTH } from '../../api/limits';
 import { encodeCursor } from '../../api/schemas/common';
 import { WEBHOOK_BODY_LIMIT } from '../../api/routes/provider-webhooks';
-import { createStorage } from '../../lib/runtime/services';
+import { createStorage } from '../../lib/wiring/from-config';
 import { createUser, startApi, type ApiHarness } from '../support/context';
 
 interface MediaType {

@@ -13,7 +13,7 @@ import type {
   ProviderStatus,
   SubmitRequest,
 } from '../../lib/providers/provider';
-import { createUser, startHarness, waitFor, type Harness } from '../support/context';
+import { createUser, startHarness, submitGeneration, waitFor, type Harness } from '../support/context';
 
 type LocalSource = Extract<OutputSource, { kind: 'local' }>;
 
@@ -96,16 +96,8 @@ describe('the point of no return', () => {
   });
   afterAll(() => h?.stop());
 
-  async function submit(auth: Record<string, string>, prompt: string): Promise<string> {
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/v1/generations',
-      headers: auth,
-      payload: { model: 'imagen4-ultra', input: { prompt } },
-    });
-    expect(res.statusCode, res.body).toBe(202);
-    return res.json().id;
-  }
+  const submit = (auth: Record<string, string>, prompt: string) =>
+    submitGeneration(h.app, auth, { model: 'imagen4-ultra', input: { prompt } });
   const get = (auth: Record<string, string>, id: string) =>
     h.app.inject({ url: `/v1/generations/${id}`, headers: auth }).then((r) => r.json());
   const ended = (auth: Record<string, string>, id: string) =>

@@ -4,6 +4,11 @@ import { waitFor, type Harness } from '../support/context';
 import { createUser } from '../support/context';
 import { startFakeFal, type FakeFal } from '../fakes/fal-server';
 import {
+  pollingFaultCases,
+  webhookDrivenFaultCases,
+  type FaultTarget,
+} from '../support/provider-fault-cases';
+import {
   expectChargedOnce,
   expectRefundedOnce,
   fetchOutput,
@@ -30,6 +35,49 @@ const falEnv = (fal: FakeFal, pollMs: number) => ({
 
 const statusCalls = (fal: FakeFal, requestId: string) =>
   fal.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/requests/${requestId}/status`)).length;
+
+/** fal for the shared fault cases (test/support/provider-fault-cases.ts), on a describe's harness and fake. */
+function falTarget(current: () => { h: Harness; fal: FakeFal }): FaultTarget {
+  const fal = () => current().fal;
+  const job = (p: string) => fal().jobFor(p)!;
+  return {
+    harness: () => current().h,
+    prompt,
+    words: {
+      start: 'submit',
+      poll: 'status call',
+      pollAnswer: 'status answer',
+      failedJob: 'COMPLETED request whose result is an error',
+    },
+    faults: {
+      start429: '#submit-429',
+      start503: '#submit-503',
+      start422: '#submit-invalid',
+      failed: '#completed-error',
+      pollHang: '#status-hang',
+      poll500: '#status-500',
+      pollMalformed: '#status-malformed',
+    },
+    messages: { failed: 'runner_server_error', start422: 'prompt' },
+    starts: (p) => fal().requests.filter((r) => r.method === 'POST' && r.body.includes(p)),
+    jobsWith: (p) => [...fal().jobs.values()].filter((j) => j.input.prompt === p),
+    polls: (p) => fal().requests.filter((r) => r.path.endsWith(`/requests/${job(p).requestId}/status`)),
+    deliveries: (p) => fal().deliveries.filter((d) => d.body.includes(job(p).requestId)),
+    outputSha256: (p) => job(p).output!.file.sha256,
+    also: {
+      'duplicate-webhooks': ({ prompt: p, after }) =>
+        expect(after.outputs[0].sha256).toBe(job(p).output!.file.sha256),
+      'start-429': () => expect(fal().jobs.size).toBeGreaterThan(0),
+      'start-503': ({ prompt: p }) =>
+        expect([...fal().jobs.values()].filter((j) => j.input.prompt === p)).toHaveLength(1),
+      'provider-failure': ({ done }) => expect(done.outputs).toEqual([]),
+      'content-policy': ({ done }) => expect(done.error.message).toContain('prompt'),
+      'output-404': ({ done }) => expect(done.outputs).toEqual([]),
+      'no-webhook': ({ prompt: p }) => expect(statusCalls(fal(), job(p).requestId)).toBeGreaterThanOrEqual(2),
+      'poll-hang': ({ calls }) => expect(calls!.length).toBeGreaterThanOrEqual(2),
+    },
+  };
+}
 
 describe('fal: webhook-driven generations (polls every 10 s, so only a webhook can make them quick)', () => {
   let fal: FakeFal;
@@ -90,62 +138,7 @@ describe('fal: webhook-driven generations (polls every 10 s, so only a webhook c
     await expectChargedOnce(h, user, created.id, 200, 60);
   });
 
-  it('answers duplicate and late webhooks 200 and changes nothing: one output, one charge', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#dup-webhook');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('succeeded');
-    const job = fal.jobFor(p)!;
-    const deliveries = await waitFor(
-      async () => fal.deliveries.filter((d) => d.body.includes(job.requestId)),
-      (d) => d.length === 3 && d.every((x) => x.status !== 'pending'),
-    );
-    expect(deliveries.map((d) => d.status)).toEqual([200, 200, 200]);
-    const after = await getGeneration(h, user, created.id);
-    expect(after.status).toBe('succeeded');
-    expect(after.outputs).toHaveLength(1);
-    expect(after.outputs[0].sha256).toBe(job.output!.file.sha256);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('honours Retry-After on a 429 at submit, then submits once more and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#submit-429');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('succeeded');
-    const submits = fal.requests.filter((r) => r.method === 'POST' && r.body.includes(p));
-    expect(submits).toHaveLength(2);
-    // Retry-After: 2 s; the activity's own first retry would come after 1 s.
-    expect(submits[1]!.at - submits[0]!.at).toBeGreaterThanOrEqual(1900);
-    expect(fal.jobs.size).toBeGreaterThan(0);
-    expect([...fal.jobs.values()].filter((j) => j.input.prompt === p)).toHaveLength(1);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('retries a 503 gateway error at submit and succeeds with one job at fal', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#submit-503');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('succeeded');
-    expect(fal.requests.filter((r) => r.method === 'POST' && r.body.includes(p))).toHaveLength(2);
-    expect([...fal.jobs.values()].filter((j) => j.input.prompt === p)).toHaveLength(1);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails a COMPLETED request whose result is an error, and refunds once', async () => {
-    const user = await createUser(h.db, 200);
-    const created = await submit(h, user, { prompt: prompt('#completed-error') });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('provider_error');
-    expect(done.error.message).toContain('runner_server_error');
-    expect(done.credits).toEqual({ amount: 50, state: 'refunded' });
-    expect(done.outputs).toEqual([]);
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
+  webhookDrivenFaultCases(falTarget(() => ({ h, fal })));
 
   it('fails a 422 validation error as invalid_input naming the field, and refunds once', async () => {
     const user = await createUser(h.db, 200);
@@ -154,38 +147,6 @@ describe('fal: webhook-driven generations (polls every 10 s, so only a webhook c
     expect(done.status).toBe('failed');
     expect(done.error.code).toBe('invalid_input');
     expect(done.error.message).toContain('aspect_ratio');
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails a 422 at submit as invalid_input without retrying it', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#submit-invalid');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('invalid_input');
-    expect(done.error.message).toContain('prompt');
-    expect(fal.requests.filter((r) => r.method === 'POST' && r.body.includes(p))).toHaveLength(1);
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails a content-policy refusal as content_policy, and refunds once', async () => {
-    const user = await createUser(h.db, 200);
-    const created = await submit(h, user, { prompt: prompt('#content-policy') });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('content_policy');
-    expect(done.error.message).toContain('prompt');
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails when the output URL answers 404 (output_unavailable), and refunds once', async () => {
-    const user = await createUser(h.db, 200);
-    const created = await submit(h, user, { prompt: prompt('#output-404') });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('output_unavailable');
-    expect(done.outputs).toEqual([]);
     await expectRefundedOnce(h, user, created.id, 200, 50);
   });
 
@@ -293,40 +254,5 @@ describe('fal: generations that webhooks never reach (polling every 300 ms must 
     await fal?.close();
   });
 
-  it('finishes by polling when no webhook ever arrives', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#no-webhook');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('succeeded');
-    const job = fal.jobFor(p)!;
-    expect(fal.deliveries.filter((d) => d.body.includes(job.requestId))).toEqual([]);
-    expect(statusCalls(fal, job.requestId)).toBeGreaterThanOrEqual(2);
-    expect((await fetchOutput(h, done.outputs[0])).sha256).toBe(job.output!.file.sha256);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('times out a status call that hangs (1 s limit), retries it and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#status-hang #no-webhook');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('succeeded');
-    const job = fal.jobFor(p)!;
-    const calls = fal.requests.filter((r) => r.path.endsWith(`/requests/${job.requestId}/status`));
-    expect(calls.length).toBeGreaterThanOrEqual(2);
-    // The hung call was abandoned after the adapter's 1 s timeout, not the fake's 5 s hang.
-    expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(1000);
-    expect(calls[1]!.at - calls[0]!.at).toBeLessThan(4500);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('retries a 500 and a malformed JSON status answer, and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const a = await submit(h, user, { prompt: prompt('#status-500 #no-webhook') });
-    const b = await submit(h, user, { prompt: prompt('#status-malformed #no-webhook') });
-    for (const id of [a.id, b.id]) expect((await settled(h, user, id)).status).toBe('succeeded');
-    expect((await getGeneration(h, user, a.id)).credits).toEqual({ amount: 50, state: 'charged' });
-    expect((await getGeneration(h, user, b.id)).credits).toEqual({ amount: 50, state: 'charged' });
-  });
+  pollingFaultCases(falTarget(() => ({ h, fal })));
 });

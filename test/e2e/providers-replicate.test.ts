@@ -3,6 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, waitFor, type Harness } from '../support/context';
 import { startFakeReplicate, type FakeReplicate } from '../fakes/replicate-server';
 import {
+  pollingFaultCases,
+  webhookDrivenFaultCases,
+  type FaultTarget,
+} from '../support/provider-fault-cases';
+import {
   expectChargedOnce,
   expectRefundedOnce,
   fetchOutput,
@@ -31,6 +36,37 @@ const gets = (fake: FakeReplicate, id: string) =>
   fake.requests.filter((r) => r.method === 'GET' && r.path === `/v1/predictions/${id}`);
 const creates = (fake: FakeReplicate, p: string) =>
   fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions') && r.body.includes(p));
+
+/** Replicate for the shared fault cases (test/support/provider-fault-cases.ts), on a describe's harness and fake. */
+function replicateTarget(current: () => { h: Harness; fake: FakeReplicate }): FaultTarget {
+  const fake = () => current().fake;
+  const prediction = (p: string) => fake().predictionFor(p)!;
+  return {
+    harness: () => current().h,
+    prompt,
+    words: { start: 'create', poll: 'GET', pollAnswer: 'answer', failedJob: 'failed prediction' },
+    faults: {
+      start429: '#create-429',
+      start503: '#create-503',
+      start422: '#invalid-input',
+      failed: '#failed',
+      pollHang: '#get-hang',
+      poll500: '#get-500',
+      pollMalformed: '#get-malformed',
+    },
+    messages: { failed: 'CUDA', start422: 'input.aspect_ratio' },
+    starts: (p) => creates(fake(), p),
+    jobsWith: (p) => [...fake().predictions.values()].filter((x) => x.input.prompt === p),
+    polls: (p) => gets(fake(), prediction(p).id),
+    deliveries: (p) => fake().deliveries.filter((d) => d.body.includes(prediction(p).id)),
+    outputSha256: (p) => prediction(p).outputs[0]!.file.sha256,
+    also: {
+      // A duplicate keeps its webhook-id and gets a new timestamp.
+      'duplicate-webhooks': ({ deliveries }) =>
+        expect(new Set(deliveries!.map((d) => d.headers['webhook-id'])).size).toBe(1),
+    },
+  };
+}
 
 describe('Replicate: webhook-driven generations (polls every 10 s, so only a webhook can make them quick)', () => {
   let fake: FakeReplicate;
@@ -88,85 +124,7 @@ describe('Replicate: webhook-driven generations (polls every 10 s, so only a web
     await expectChargedOnce(h, user, created.id, 200, 50);
   });
 
-  it('answers duplicate and late webhooks (same webhook-id, new timestamp) 200 and changes nothing', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#dup-webhook');
-    const created = await submit(h, user, { prompt: p });
-    expect((await settled(h, user, created.id)).status).toBe('succeeded');
-    const prediction = fake.predictionFor(p)!;
-    const deliveries = await waitFor(
-      async () => fake.deliveries.filter((d) => d.body.includes(prediction.id)),
-      (d) => d.length === 3 && d.every((x) => x.status !== 'pending'),
-    );
-    expect(deliveries.map((d) => d.status)).toEqual([200, 200, 200]);
-    expect(new Set(deliveries.map((d) => d.headers['webhook-id'])).size).toBe(1);
-    const after = await getGeneration(h, user, created.id);
-    expect(after.status).toBe('succeeded');
-    expect(after.outputs).toHaveLength(1);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('honours Retry-After on a 429 at create, then creates once more and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#create-429');
-    const created = await submit(h, user, { prompt: p });
-    expect((await settled(h, user, created.id)).status).toBe('succeeded');
-    const attempts = creates(fake, p);
-    expect(attempts).toHaveLength(2);
-    expect(attempts[1]!.at - attempts[0]!.at).toBeGreaterThanOrEqual(1900);
-    expect([...fake.predictions.values()].filter((x) => x.input.prompt === p)).toHaveLength(1);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('retries a 503 gateway error at create and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#create-503');
-    const created = await submit(h, user, { prompt: p });
-    expect((await settled(h, user, created.id)).status).toBe('succeeded');
-    expect(creates(fake, p)).toHaveLength(2);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails a failed prediction as provider_error with its message, and refunds once', async () => {
-    const user = await createUser(h.db, 200);
-    const created = await submit(h, user, { prompt: prompt('#failed') });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('provider_error');
-    expect(done.error.message).toContain('CUDA');
-    expect(done.credits).toEqual({ amount: 50, state: 'refunded' });
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails a flagged prediction as content_policy, and refunds once', async () => {
-    const user = await createUser(h.db, 200);
-    const created = await submit(h, user, { prompt: prompt('#content-policy') });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('content_policy');
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails a 422 at create as invalid_input naming the field, without retrying it', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#invalid-input');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('invalid_input');
-    expect(done.error.message).toContain('input.aspect_ratio');
-    expect(creates(fake, p)).toHaveLength(1);
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('fails when an output URL answers 404 (output_unavailable), and refunds once', async () => {
-    const user = await createUser(h.db, 200);
-    const created = await submit(h, user, { prompt: prompt('#output-404') });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('failed');
-    expect(done.error.code).toBe('output_unavailable');
-    await expectRefundedOnce(h, user, created.id, 200, 50);
-  });
+  webhookDrivenFaultCases(replicateTarget(() => ({ h, fake })));
 
   it('refuses forged, tampered, stale and replayed webhooks with 401 and changes nothing; cancel reaches Replicate', async () => {
     const user = await createUser(h.db, 200);
@@ -261,35 +219,5 @@ describe('Replicate: generations that webhooks never reach (polling every 300 ms
     await fake?.close();
   });
 
-  it('finishes by polling when no webhook ever arrives', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#no-webhook');
-    const created = await submit(h, user, { prompt: p });
-    const done = await settled(h, user, created.id);
-    expect(done.status).toBe('succeeded');
-    const prediction = fake.predictionFor(p)!;
-    expect(fake.deliveries.filter((d) => d.body.includes(prediction.id))).toEqual([]);
-    expect((await fetchOutput(h, done.outputs[0])).sha256).toBe(prediction.outputs[0]!.file.sha256);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('times out a GET that hangs (1 s limit), retries it and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const p = prompt('#get-hang #no-webhook');
-    const created = await submit(h, user, { prompt: p });
-    expect((await settled(h, user, created.id)).status).toBe('succeeded');
-    const calls = gets(fake, fake.predictionFor(p)!.id);
-    expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(1000);
-    expect(calls[1]!.at - calls[0]!.at).toBeLessThan(4500);
-    await expectChargedOnce(h, user, created.id, 200, 50);
-  });
-
-  it('retries a 500 and a malformed JSON answer, and succeeds', async () => {
-    const user = await createUser(h.db, 200);
-    const a = await submit(h, user, { prompt: prompt('#get-500 #no-webhook') });
-    const b = await submit(h, user, { prompt: prompt('#get-malformed #no-webhook') });
-    for (const id of [a.id, b.id]) expect((await settled(h, user, id)).status).toBe('succeeded');
-    expect((await getGeneration(h, user, a.id)).credits).toEqual({ amount: 50, state: 'charged' });
-    expect((await getGeneration(h, user, b.id)).credits).toEqual({ amount: 50, state: 'charged' });
-  });
+  pollingFaultCases(replicateTarget(() => ({ h, fake })));
 });

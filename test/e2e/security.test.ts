@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app';
 import { jwtKey } from '../../lib/auth/jwt';
 import { loadConfig } from '../../lib/config';
-import { createStorage } from '../../lib/runtime/services';
+import { createStorage } from '../../lib/wiring/from-config';
 import {
   createUser,
   startApi,

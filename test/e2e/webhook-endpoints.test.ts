@@ -1,7 +1,7 @@
 // Registering webhook endpoints and reading the signing secrets, through HTTP (no worker needed).
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_WEBHOOK_ENDPOINTS } from '../../lib/webhooks/store';
+import { MAX_WEBHOOK_ENDPOINTS } from '../../lib/webhooks/endpoints-store';
 import { createUser, startApi, type ApiHarness } from '../support/context';
 
 type Auth = { authorization: string };

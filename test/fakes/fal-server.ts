@@ -2,15 +2,14 @@ import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } fro
 import type { ServerResponse } from 'node:http';
 import { falAppId } from '../../lib/providers/fal';
 import {
-  deliver,
+  attemptCounter,
+  fakeProvider,
   faultsIn,
+  firstReadFault,
   renderOutput,
   sendGatewayError,
   sendJson,
-  sendText,
-  sleep,
-  startFakeServer,
-  type Delivery,
+  type FakeProviderHandle,
   type RecordedRequest,
   type ServedFile,
 } from './http';
@@ -54,12 +53,9 @@ export interface FalJob {
   output?: { url: string; file: ServedFile };
 }
 
-export interface FakeFal {
-  url: string;
+export interface FakeFal extends FakeProviderHandle {
   jwksUrl: string;
   userId: string;
-  requests: RecordedRequest[];
-  deliveries: Delivery[];
   jobs: Map<string, FalJob>;
   /** The request submitted with this prompt (the last one). */
   jobFor(prompt: string): FalJob | undefined;
@@ -68,7 +64,6 @@ export interface FakeFal {
     body: string,
     opts?: { requestId?: string; timestamp?: number; privateKey?: KeyObject },
   ): Record<string, string>;
-  close(): Promise<void>;
 }
 
 export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> {
@@ -82,12 +77,8 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
   const jwk = publicKey.export({ format: 'jwk' });
 
   const jobs = new Map<string, FalJob>();
-  const files = new Map<string, ServedFile>();
-  const submitsByPrompt = new Map<string, number>();
-  const deliveries: Delivery[] = [];
-  const timers = new Set<NodeJS.Timeout>();
-  let closed = false;
-  let base = '';
+  const submitAttempt = attemptCounter();
+  const fake = fakeProvider({ fileNotFound: (res) => sendJson(res, 404, { detail: 'Not Found' }) });
 
   const signWebhook: FakeFal['signWebhook'] = (body, o = {}) => {
     const requestId = o.requestId ?? (JSON.parse(body) as { request_id: string }).request_id;
@@ -104,7 +95,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
   };
 
   const urls = (job: FalJob) => {
-    const requestBase = `${base}/${falAppId(job.endpoint)}/requests/${job.requestId}`;
+    const requestBase = `${fake.url}/${falAppId(job.endpoint)}/requests/${job.requestId}`;
     return {
       request_id: job.requestId,
       response_url: requestBase,
@@ -176,7 +167,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
   };
 
   const sendWebhook = async (job: FalJob) => {
-    if (!job.webhookUrl || closed) return;
+    if (!job.webhookUrl || fake.closed) return;
     const r = result(job);
     const payload =
       r.status === 200
@@ -189,20 +180,9 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
             payload: r.body,
           };
     const body = JSON.stringify(payload);
+    // Each delivery is a new attempt with its own timestamp, as fal's retries are.
     const copies = job.faults.has('dup-webhook') ? 3 : 1;
-    for (let i = 0; i < copies && !closed; i++) {
-      // Each delivery is a new attempt with its own timestamp, as fal's retries are.
-      if (i > 0) await sleep(1100);
-      await deliver(deliveries, job.webhookUrl, signWebhook(body), body);
-    }
-  };
-
-  const schedule = (fn: () => void, ms: number) => {
-    const t = setTimeout(() => {
-      timers.delete(t);
-      fn();
-    }, ms);
-    timers.add(t);
+    await fake.sendWebhook(job.webhookUrl, body, () => signWebhook(body), copies);
   };
 
   const authorized = (req: RecordedRequest, res: ServerResponse) => {
@@ -221,8 +201,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     }
     const faults = faultsIn(input.prompt);
     const prompt = String(input.prompt);
-    const attempt = (submitsByPrompt.get(prompt) ?? 0) + 1;
-    submitsByPrompt.set(prompt, attempt);
+    const attempt = submitAttempt(prompt);
     if (faults.has('submit-429') && attempt === 1) {
       return sendJson(res, 429, { detail: 'Too many requests' }, { 'retry-after': String(retryAfter) });
     }
@@ -251,11 +230,11 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
       statusCalls: 0,
     };
     const file = renderOutput(prompt, 42);
-    const fileUrl = `${base}/files/${requestId}/0.png`;
-    if (!faults.has('output-404')) files.set(new URL(fileUrl).pathname, file);
+    const fileUrl = `${fake.url}/files/${requestId}/0.png`;
+    if (!faults.has('output-404')) fake.serveFile(fileUrl, file);
     job.output = { url: fileUrl, file };
     jobs.set(requestId, job);
-    if (!faults.has('no-webhook')) schedule(() => void sendWebhook(job), queueMs + job.runMs + 20);
+    if (!faults.has('no-webhook')) fake.schedule(() => void sendWebhook(job), queueMs + job.runMs + 20);
     sendJson(
       res,
       200,
@@ -267,12 +246,6 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
   const onRequest = async (req: RecordedRequest, res: ServerResponse) => {
     if (req.method === 'GET' && req.path === '/.well-known/jwks.json') {
       return sendJson(res, 200, { keys: [{ kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: 'fake-1' }] });
-    }
-    if (req.method === 'GET' && req.path.startsWith('/files/')) {
-      const file = files.get(req.path);
-      if (!file) return sendJson(res, 404, { detail: 'Not Found' });
-      res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.bytes.length });
-      return void res.end(file.bytes);
     }
     if (!authorized(req, res)) return;
 
@@ -290,17 +263,9 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
 
     if (action === '/status' && req.method === 'GET') {
       job.statusCalls++;
-      const first = job.statusCalls === 1;
-      if (first && job.faults.has('status-500')) return sendGatewayError(res, 500);
-      if (first && job.faults.has('status-hang')) {
-        await sleep(hangMs);
-        if (!res.destroyed) sendGatewayError(res, 504);
+      const truncated = '{"status": "IN_PROGRESS", "logs": [{"mess';
+      if (job.statusCalls === 1 && (await firstReadFault(res, job.faults, 'status', { hangMs, truncated }))) {
         return;
-      }
-      if (first && job.faults.has('status-malformed')) {
-        return sendText(res, 200, '{"status": "IN_PROGRESS", "logs": [{"mess', {
-          'content-type': 'application/json',
-        });
       }
       const s = stage(job);
       const withLogs = req.query.get('logs') === '1';
@@ -337,21 +302,13 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     return sendJson(res, 405, { detail: 'Method Not Allowed' });
   };
 
-  const server = await startFakeServer(onRequest);
-  base = server.url;
+  await fake.listen(onRequest);
   return {
-    url: server.url,
-    jwksUrl: `${server.url}/.well-known/jwks.json`,
+    ...fake.handle(),
+    jwksUrl: `${fake.url}/.well-known/jwks.json`,
     userId,
-    requests: server.requests,
-    deliveries,
     jobs,
     jobFor: (prompt) => [...jobs.values()].filter((j) => j.input.prompt === prompt).at(-1),
     signWebhook,
-    async close() {
-      closed = true;
-      for (const t of timers) clearTimeout(t);
-      await server.close();
-    },
   };
 }

@@ -1,16 +1,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { signStandardWebhook } from '../../lib/providers/replicate';
+import { signStandardWebhook } from '../../lib/webhooks/signing';
 import {
-  deliver,
+  attemptCounter,
+  fakeProvider,
   faultsIn,
+  firstReadFault,
   renderOutput,
   sendGatewayError,
   sendJson,
   sendText,
   sleep,
-  startFakeServer,
-  type Delivery,
+  type FakeProviderHandle,
   type RecordedRequest,
   type ServedFile,
 } from './http';
@@ -56,11 +57,8 @@ export interface FakePrediction {
   outputs: { url: string; file: ServedFile }[];
 }
 
-export interface FakeReplicate {
-  url: string;
+export interface FakeReplicate extends FakeProviderHandle {
   secret: string;
-  requests: RecordedRequest[];
-  deliveries: Delivery[];
   predictions: Map<string, FakePrediction>;
   predictionFor(prompt: string): FakePrediction | undefined;
   /** Standard Webhooks headers for a body, by default with the fake's secret and now. */
@@ -68,7 +66,6 @@ export interface FakeReplicate {
     body: string,
     opts?: { id?: string; timestamp?: number; secret?: string },
   ): Record<string, string>;
-  close(): Promise<void>;
 }
 
 export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promise<FakeReplicate> {
@@ -80,12 +77,10 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
   const retryAfter = opts.retryAfterSeconds ?? 2;
 
   const predictions = new Map<string, FakePrediction>();
-  const files = new Map<string, ServedFile>();
-  const createsByPrompt = new Map<string, number>();
-  const deliveries: Delivery[] = [];
-  const timers = new Set<NodeJS.Timeout>();
-  let closed = false;
-  let base = '';
+  const createAttempt = attemptCounter();
+  const fake = fakeProvider({
+    fileNotFound: (res) => sendText(res, 404, 'Not Found', { 'content-type': 'text/plain' }),
+  });
 
   const signWebhook: FakeReplicate['signWebhook'] = (body, o = {}) => {
     const id = o.id ?? `msg_${randomBytes(12).toString('hex')}`;
@@ -136,8 +131,8 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
       completed_at: done ? iso(p.canceledAt ?? p.createdAt + startMs + p.runMs) : null,
       metrics: s === 'succeeded' ? { predict_time: p.runMs / 1000 } : {},
       urls: {
-        get: `${base}/v1/predictions/${p.id}`,
-        cancel: `${base}/v1/predictions/${p.id}/cancel`,
+        get: `${fake.url}/v1/predictions/${p.id}`,
+        cancel: `${fake.url}/v1/predictions/${p.id}/cancel`,
         web: `https://replicate.com/p/${p.id}`,
       },
       ...(p.webhook ? { webhook: p.webhook, webhook_events_filter: p.eventsFilter ?? undefined } : {}),
@@ -145,24 +140,13 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
   };
 
   const sendCompletedWebhook = async (p: FakePrediction) => {
-    if (!p.webhook || closed) return;
+    if (!p.webhook || fake.closed) return;
     if (p.eventsFilter && !p.eventsFilter.includes('completed')) return;
     const body = JSON.stringify(toJson(p));
     const id = `msg_${randomBytes(12).toString('hex')}`;
+    // A retry keeps the webhook-id and gets a new timestamp (Standard Webhooks).
     const copies = p.faults.has('dup-webhook') ? 3 : 1;
-    for (let i = 0; i < copies && !closed; i++) {
-      // A retry keeps the webhook-id and gets a new timestamp (Standard Webhooks).
-      if (i > 0) await sleep(1100);
-      await deliver(deliveries, p.webhook, signWebhook(body, { id }), body);
-    }
-  };
-
-  const schedule = (fn: () => void, ms: number) => {
-    const t = setTimeout(() => {
-      timers.delete(t);
-      fn();
-    }, ms);
-    timers.add(t);
+    await fake.sendWebhook(p.webhook, body, () => signWebhook(body, { id }), copies);
   };
 
   const create = async (req: RecordedRequest, res: ServerResponse, model: string) => {
@@ -182,8 +166,7 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
       });
     }
     const faults = faultsIn(input.prompt);
-    const attempt = (createsByPrompt.get(input.prompt) ?? 0) + 1;
-    createsByPrompt.set(input.prompt, attempt);
+    const attempt = createAttempt(input.prompt);
     if (faults.has('create-429') && attempt === 1) {
       return sendJson(
         res,
@@ -215,8 +198,8 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
     const count = faults.has('array-output') ? 2 : 1;
     const outputs = Array.from({ length: count }, (_, i) => {
       const file = renderOutput(input.prompt as string, 42 + i);
-      const url = `${base}/files/${id}/out-${i}.png`;
-      if (!faults.has('output-404')) files.set(new URL(url).pathname, file);
+      const url = `${fake.url}/files/${id}/out-${i}.png`;
+      if (!faults.has('output-404')) fake.serveFile(url, file);
       return { url, file };
     });
     const p: FakePrediction = {
@@ -233,24 +216,19 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
       outputs,
     };
     predictions.set(id, p);
-    if (!faults.has('no-webhook')) schedule(() => void sendCompletedWebhook(p), startMs + p.runMs + 20);
+    if (!faults.has('no-webhook')) fake.schedule(() => void sendCompletedWebhook(p), startMs + p.runMs + 20);
 
     // Prefer: wait=N holds the answer until the prediction is done or N seconds pass.
     const wait = /^wait(?:=(\d+))?$/.exec(String(req.headers.prefer ?? '').trim());
     if (wait) {
       const until = Date.now() + Math.min(60, Number(wait[1] ?? 60)) * 1000;
-      while (Date.now() < until && ['starting', 'processing'].includes(status(p)) && !closed) await sleep(25);
+      while (Date.now() < until && ['starting', 'processing'].includes(status(p)) && !fake.closed)
+        await sleep(25);
     }
-    sendJson(res, 201, toJson(p), { location: `${base}/v1/predictions/${id}` });
+    sendJson(res, 201, toJson(p), { location: `${fake.url}/v1/predictions/${id}` });
   };
 
   const onRequest = async (req: RecordedRequest, res: ServerResponse) => {
-    if (req.method === 'GET' && req.path.startsWith('/files/')) {
-      const file = files.get(req.path);
-      if (!file) return sendText(res, 404, 'Not Found', { 'content-type': 'text/plain' });
-      res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.bytes.length });
-      return void res.end(file.bytes);
-    }
     if (req.headers.authorization !== `Bearer ${token}`) {
       return sendJson(res, 401, {
         title: 'Unauthenticated',
@@ -278,38 +256,20 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
       }
       if (!m[2] && req.method === 'GET') {
         p.getCalls++;
-        const first = p.getCalls === 1;
-        if (first && p.faults.has('get-500')) return sendGatewayError(res, 500);
-        if (first && p.faults.has('get-hang')) {
-          await sleep(hangMs);
-          if (!res.destroyed) sendGatewayError(res, 504);
-          return;
-        }
-        if (first && p.faults.has('get-malformed')) {
-          return sendText(res, 200, '{"id": "' + p.id + '", "status": "proc', {
-            'content-type': 'application/json',
-          });
-        }
+        const truncated = '{"id": "' + p.id + '", "status": "proc';
+        if (p.getCalls === 1 && (await firstReadFault(res, p.faults, 'get', { hangMs, truncated }))) return;
         return sendJson(res, 200, toJson(p));
       }
     }
     return sendJson(res, 404, { title: 'Not found', detail: 'Not found.', status: 404 });
   };
 
-  const server = await startFakeServer(onRequest);
-  base = server.url;
+  await fake.listen(onRequest);
   return {
-    url: server.url,
+    ...fake.handle(),
     secret,
-    requests: server.requests,
-    deliveries,
     predictions,
     predictionFor: (prompt) => [...predictions.values()].filter((p) => p.input.prompt === prompt).at(-1),
     signWebhook,
-    async close() {
-      closed = true;
-      for (const t of timers) clearTimeout(t);
-      await server.close();
-    },
   };
 }

@@ -7,7 +7,7 @@ import type { ReconcileReport } from '../../activities/reconciliation';
 import { withSystemTx, withUserTx } from '../../lib/db/pool';
 import { transferId } from '../../lib/ledger/ids';
 import * as ledger from '../../lib/ledger/ledger';
-import { createProviders, createStorage } from '../../lib/runtime/services';
+import { createProviders, createStorage } from '../../lib/wiring/from-config';
 import type { ActivityDeps } from '../../activities';
 import { activityDeps } from '../../worker/create-worker';
 import { stoppedGenerationsOf } from '../../worker/workflow-state';

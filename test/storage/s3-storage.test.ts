@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../../lib/config';
-import { createStorage } from '../../lib/runtime/services';
+import { createStorage } from '../../lib/wiring/from-config';
 import { S3Storage } from '../../lib/storage/s3-storage';
 import type { Storage } from '../../lib/storage/storage';
 import { MOTO_CREDENTIALS, startMoto, type MotoServer } from './moto';

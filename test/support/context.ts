@@ -8,7 +8,7 @@ import { generateApiKey } from '../../lib/auth/api-keys';
 import { loadConfig, type Config } from '../../lib/config';
 import { createSystemPool, withSystemTx, type Db, type SystemDb } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
-import { createDb, createProviders, createStorage } from '../../lib/runtime/services';
+import { createDb, createProviders, createStorage } from '../../lib/wiring/from-config';
 import { activityDeps, createWorker } from '../../worker/create-worker';
 import { stoppedGenerationsOf, workflowStateOf } from '../../worker/workflow-state';
 import type { ActivityDeps } from '../../activities';
@@ -189,4 +189,15 @@ export async function waitFor<T>(
       throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Submits a generation through the API and expects 202; its id. */
+export async function submitGeneration(
+  app: App,
+  auth: Record<string, string>,
+  payload: { model: string; input: Record<string, unknown> } & Record<string, unknown>,
+): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: '/v1/generations', headers: auth, payload });
+  if (res.statusCode !== 202) throw new Error(`submit answered ${res.statusCode}: ${res.body}`);
+  return res.json().id as string;
 }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger } from '@temporalio/worker';
 import type { TestProject } from 'vitest/node' with { 'resolution-mode': 'import' };
-import { startStack } from '../../lib/runtime/embedded-stack';
+import { startStack } from '../../lib/dev/embedded-stack';
 import { buildWorkflowBundle } from '../../worker/build-bundle';
 
 export interface TestStack {

@@ -12,32 +12,32 @@
  * Uses the Temporal server at TEMPORAL_ADDRESS when set (it must have the Velro search attributes),
  * otherwise starts an in-memory dev server of its own.
  */
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection, WithStartWorkflowOperation, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { History } from '@temporalio/common/lib/proto-utils';
 import { temporal } from '@temporalio/proto';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
 import * as prettier from 'prettier';
-import type { createActivities } from '../../activities';
 import type { ProviderStatus } from '../../lib/providers/provider';
 import { startTemporalDevServer, VELRO_SEARCH_ATTRIBUTES } from '../../lib/temporal/dev-server';
-import { ensureTemporalCli } from '../../scripts/temporal-cli';
+import { ensureTemporalCli } from '../../lib/temporal/cli';
 import {
-  admissionUpdate,
   cancelUpdate,
-  generationWorkflowId,
-  ModelKey,
   progressQuery,
   providerEventSignal,
-  StatusKey,
-  UserIdKey,
   type GenerationInput,
 } from '../../workflows/definitions';
 import type { GenerationWorkflow } from '../../workflows/generation';
+import {
+  FIXED_IDS,
+  generationInput,
+  StubActivities,
+  StubWorkflows,
+  type Activities,
+} from './generation-stubs';
 
 /*
  * Fixture format: the protobufjs object form of temporal.api.history.v1.History (64-bit numbers,
@@ -64,20 +64,6 @@ export function historyFromFixture(json: unknown): History {
 
 export const HISTORIES_DIR = path.resolve(__dirname, '../fixtures/histories');
 const WORKFLOWS_DIR = path.resolve(__dirname, '../../workflows');
-
-type Activities = Pick<
-  ReturnType<typeof createActivities>,
-  | 'admitGeneration'
-  | 'submitToProvider'
-  | 'checkProvider'
-  | 'storeOutputs'
-  | 'completeGeneration'
-  | 'failGeneration'
-  | 'cancelAtProvider'
-  | 'createWebhookEvent'
-  | 'deliverWebhook'
-  | 'finishWebhookDelivery'
->;
 
 interface Scenario {
   input: Partial<GenerationInput>;
@@ -205,82 +191,15 @@ export const SCENARIOS = {
 
 export type ScenarioName = keyof typeof SCENARIOS;
 
-function stubActivities(overrides: Partial<Activities>, onPoll: () => void): Activities {
-  const impl: Activities = {
-    admitGeneration: async (input) => ({ reservationId: `reserve-${input.generationId}` }),
-    submitToProvider: async () => ({ requestId: 'request-1' }),
-    checkProvider: async () => ({ state: 'succeeded', logs: [] }),
-    storeOutputs: async () => ['asset-1'],
-    completeGeneration: async () => undefined,
-    failGeneration: async () => undefined,
-    cancelAtProvider: async () => undefined,
-    createWebhookEvent: async () => ({
-      deliveries: [],
-      eventId: null,
-      retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
-    }),
-    deliverWebhook: async () => 'delivered',
-    finishWebhookDelivery: async () => undefined,
-    ...overrides,
-  };
-  return {
-    ...impl,
-    checkProvider: async (input) => {
-      const status = await impl.checkProvider(input);
-      onPoll();
-      return status;
-    },
-  };
-}
-
-async function record(
-  client: Client,
-  nativeConnection: NativeConnection,
-  workflowCode: string,
-  name: ScenarioName,
-): Promise<string> {
+/** Runs one scenario on a worker of `workflows` and returns its history as fixture text. */
+async function record(workflows: StubWorkflows, name: ScenarioName): Promise<string> {
   const scenario: Scenario = SCENARIOS[name];
-  let polled!: () => void;
-  const firstPoll = new Promise<void>((resolve) => (polled = resolve));
-  const taskQueue = `record-histories-${randomUUID()}`;
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: { code: workflowCode },
-    activities: stubActivities(scenario.activities, () => polled()),
-  });
-  const input: GenerationInput = {
-    generationId: randomUUID(),
-    userId: randomUUID(),
-    projectId: null,
-    model: 'flux-pro-v1.1-ultra',
-    input: { prompt: 'a lighthouse at dusk', seed: 7 },
-    credits: 50,
-    provider: 'local',
-    deadlineSeconds: 60,
-    pollInitialMs: 100,
-    webhookUrl: null,
-    ...scenario.input,
-  };
-  return worker.runUntil(async () => {
+  const stubs = new StubActivities({ ...FIXED_IDS, ...scenario.activities });
+  const input = generationInput({ pollInitialMs: 100, ...scenario.input });
+  return workflows.withWorker(stubs, async (taskQueue) => {
     // Started as the API starts it, so the history holds the admission update too.
-    const startWorkflowOperation = new WithStartWorkflowOperation<typeof GenerationWorkflow>(
-      'GenerationWorkflow',
-      {
-        workflowId: generationWorkflowId(input.generationId),
-        taskQueue,
-        args: [input],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        typedSearchAttributes: [
-          { key: UserIdKey, value: input.userId },
-          { key: ModelKey, value: input.model },
-          { key: StatusKey, value: 'queued' },
-        ],
-      },
-    );
-    await client.workflow.executeUpdateWithStart(admissionUpdate, { startWorkflowOperation });
-    const handle = await startWorkflowOperation.workflowHandle();
-    await scenario.drive(handle, { firstPoll });
+    const { handle } = await workflows.submit(taskQueue, input);
+    await scenario.drive(handle, { firstPoll: stubs.finishedOnce('checkProvider') });
     return historyToFixture(await handle.fetchHistory());
   });
 }
@@ -300,22 +219,22 @@ export async function recordHistories(names: ScenarioName[], log: (line: string)
         searchAttributes: VELRO_SEARCH_ATTRIBUTES,
       });
   const address = process.env.TEMPORAL_ADDRESS || server!.address;
-  const connection = await Connection.connect({ address });
-  const nativeConnection = await NativeConnection.connect({ address });
+  const workflows = await StubWorkflows.connect(address, {
+    workflowBundle: { code },
+    taskQueuePrefix: 'record-histories',
+  });
   try {
-    const client = new Client({ connection });
     await fs.mkdir(HISTORIES_DIR, { recursive: true });
     for (const name of names) {
       const file = path.join(HISTORIES_DIR, `${name}.json`);
-      const json = await record(client, nativeConnection, code, name);
+      const json = await record(workflows, name);
       // Formatted as `prettier --check` expects, so the fixtures pass the lint step.
       const options = (await prettier.resolveConfig(file)) ?? {};
       await fs.writeFile(file, await prettier.format(json, { ...options, filepath: file }));
       log(`recorded ${path.relative(process.cwd(), file)} (${JSON.parse(json).events.length} events)`);
     }
   } finally {
-    await nativeConnection.close();
-    await connection.close();
+    await workflows.close();
     await server?.stop();
   }
 }

@@ -90,6 +90,13 @@ describe('configuration', () => {
     expect(estimateSecretBits(randomBytes(32).toString('base64'))).toBeGreaterThanOrEqual(256);
   });
 
+  it('never takes random base64 for a passphrase, even when separators cut it into letter-only tokens', () => {
+    // Seen in CI once: three mixed-case letter tokens between '-' and '_' read as three words.
+    const secret = 'QmXkVbNhTzWpLrJdFg-HsKqYwPlMnBvCxZaQwRt_YuIoPaSdFgHjKlZx';
+    expect(estimateSecretBits(secret)).toBeGreaterThanOrEqual(256);
+    expect(prod(secret).JWT_SECRET).toBe(secret);
+  });
+
   it('refuses TRUST_PROXY=true: every client could pick its own address with X-Forwarded-For', () => {
     for (const v of ['true', 'TRUE']) {
       expect(() => loadConfig({ TRUST_PROXY: v })).toThrow(ConfigError);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatLogLine } from '../../lib/runtime/log-format';
+import { formatLogLine } from '../../lib/dev/log-format';
 
 describe('the launcher log format', () => {
   const at = new Date(2026, 10, 25, 12, 0, 1);

@@ -11,13 +11,9 @@ import {
   providerRequestKey,
   RetryableProviderError,
 } from '../../lib/providers/provider';
-import {
-  outputUrls,
-  ReplicateProvider,
-  signStandardWebhook,
-  verifyStandardWebhook,
-} from '../../lib/providers/replicate';
-import { createProviders } from '../../lib/runtime/services';
+import { outputUrls, ReplicateProvider } from '../../lib/providers/replicate';
+import { signStandardWebhook, verifyStandardWebhook } from '../../lib/webhooks/signing';
+import { createProviders } from '../../lib/wiring/from-config';
 import { startFakeFal, type FakeFal } from '../fakes/fal-server';
 import { startFakeReplicate } from '../fakes/replicate-server';
 import { sendJson, sendText, startFakeServer } from '../fakes/http';
@@ -81,7 +77,7 @@ describe('Standard Webhooks (Replicate) signatures', () => {
     expect(await provider.verifyWebhook({ headers: h, rawBody: payload, now: ts })).toEqual({
       ok: true,
       requestKey: 'pred123',
-      deliveryId: `${id}.${ts}`,
+      replayKey: `${id}.${ts}`,
     });
     const unconfigured = new ReplicateProvider({ token: 't', apiUrl: 'http://127.0.0.1:1', timeoutMs: 100 });
     expect((await unconfigured.verifyWebhook({ headers: h, rawBody: payload, now: ts })).ok).toBe(false);

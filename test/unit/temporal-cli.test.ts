@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ensureTemporalCli, TEMPORAL_CLI_VERSION } from '../../scripts/temporal-cli';
+import { ensureTemporalCli, TEMPORAL_CLI_VERSION } from '../../lib/temporal/cli';
 import { startTemporalDevServer, VELRO_SEARCH_ATTRIBUTES } from '../../lib/temporal/dev-server';
 
 const ENV_KEYS = ['TEMPORAL_CLI', 'PATH', 'VELRO_CACHE_DIR', 'XDG_CACHE_HOME'] as const;

@@ -1,229 +1,49 @@
 // The generation workflow's logic on the real Temporal dev server, with stub activities that record
 // every call: no Postgres, no provider, just the order of side effects the workflow asks for.
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  Client,
-  Connection,
-  WithStartWorkflowOperation,
-  WorkflowUpdateFailedError,
-  type WorkflowHandle,
-} from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { createActivities } from '../../activities';
 import type { ProviderStatus } from '../../lib/providers/provider';
 import {
-  admissionUpdate,
   cancelUpdate,
-  generationWorkflowId,
-  ModelKey,
   progressQuery,
   providerEventSignal,
   StatusKey,
-  UserIdKey,
   type GenerationInput,
 } from '../../workflows/definitions';
-import type { GenerationWorkflow } from '../../workflows/generation';
 import { testStack } from '../support/context';
+import {
+  deferred,
+  generationInput,
+  sequence,
+  StubActivities,
+  StubWorkflows,
+  type ActivityName,
+} from '../support/generation-stubs';
 
-/** The activities the workflow calls (the worker's factory may hold others, e.g. for the reconciler). */
-type Activities = Pick<
-  ReturnType<typeof createActivities>,
-  | 'admitGeneration'
-  | 'submitToProvider'
-  | 'checkProvider'
-  | 'storeOutputs'
-  | 'completeGeneration'
-  | 'failGeneration'
-  | 'cancelAtProvider'
-  | 'createWebhookEvent'
->;
-type ActivityName = keyof Activities;
-
-interface Call {
-  name: ActivityName;
-  args: unknown[];
-  at: number;
-}
-
-interface Deferred<T = void> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-/** The i-th call runs the i-th function; calls past the end repeat the last one. */
-function sequence<A extends unknown[], R>(
-  ...fns: ((...args: A) => Promise<R>)[]
-): (...args: A) => Promise<R> {
-  let i = 0;
-  return (...args: A) => fns[Math.min(i++, fns.length - 1)]!(...args);
-}
-
-/**
- * Activities with the names and signatures of `createActivities`' members that record each call,
- * succeeding by default; a test overrides the ones it needs.
- */
-class StubActivities {
-  readonly calls: Call[] = [];
-  /** Calls that returned or threw, in the order they finished. */
-  readonly finished: ActivityName[] = [];
-  readonly activities: Activities;
-  private readonly gates: Deferred[] = [];
-
-  constructor(overrides: Partial<Activities> = {}) {
-    const impl: Activities = {
-      admitGeneration: async (input) => ({ reservationId: `reserve-${input.generationId}` }),
-      submitToProvider: async (input) => ({ requestId: `request-${input.generationId}` }),
-      checkProvider: async () => ({ state: 'succeeded', logs: [] }),
-      storeOutputs: async (input) => [`asset-${input.generationId}-0`, `asset-${input.generationId}-1`],
-      completeGeneration: async () => undefined,
-      failGeneration: async () => undefined,
-      cancelAtProvider: async () => undefined,
-      // No webhook targets: test/workflows/webhooks.test.ts covers the deliveries.
-      createWebhookEvent: async () => ({
-        deliveries: [],
-        eventId: null,
-        retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
-      }),
-      ...overrides,
-    };
-    this.activities = {
-      admitGeneration: this.record('admitGeneration', impl.admitGeneration),
-      submitToProvider: this.record('submitToProvider', impl.submitToProvider),
-      checkProvider: this.record('checkProvider', impl.checkProvider),
-      storeOutputs: this.record('storeOutputs', impl.storeOutputs),
-      completeGeneration: this.record('completeGeneration', impl.completeGeneration),
-      failGeneration: this.record('failGeneration', impl.failGeneration),
-      cancelAtProvider: this.record('cancelAtProvider', impl.cancelAtProvider),
-      createWebhookEvent: this.record('createWebhookEvent', impl.createWebhookEvent),
-    };
-  }
-
-  private record<A extends unknown[], R>(name: ActivityName, fn: (...args: A) => Promise<R>) {
-    return async (...args: A): Promise<R> => {
-      this.calls.push({ name, args, at: Date.now() });
-      try {
-        return await fn(...args);
-      } finally {
-        this.finished.push(name);
-      }
-    };
-  }
-
-  names(): ActivityName[] {
-    return this.calls.map((c) => c.name);
-  }
-
-  argsOf(name: ActivityName): unknown[][] {
-    return this.calls.filter((c) => c.name === name).map((c) => c.args);
-  }
-
-  /** A promise an activity can wait on; every gate opens when the test ends, so no worker hangs. */
-  gate(): Deferred {
-    const d = deferred();
-    this.gates.push(d);
-    return d;
-  }
-
-  releaseAll(): void {
-    for (const g of this.gates) g.resolve();
-  }
-}
-
-let connection: Connection;
-let client: Client;
-let nativeConnection: NativeConnection;
+let temporal: StubWorkflows;
 
 beforeAll(async () => {
   // Stub activities fail on purpose, and each failure is a worker warning: only errors are shown.
   // (Core's own warnings, e.g. a failing workflow task, are printed regardless.)
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const stack = testStack();
-  connection = await Connection.connect({ address: stack.temporalAddress });
-  client = new Client({ connection });
-  nativeConnection = await NativeConnection.connect({ address: stack.temporalAddress });
+  temporal = await StubWorkflows.connect(stack.temporalAddress, {
+    workflowBundle: { codePath: stack.workflowBundlePath },
+    taskQueuePrefix: 'workflow-test',
+  });
 });
 
 afterAll(async () => {
-  await nativeConnection?.close();
-  await connection?.close();
+  await temporal?.close();
 });
 
-/** Runs `fn` with a new worker of the stub activities on a task queue of its own. */
-async function withWorker<T>(stubs: StubActivities, fn: (taskQueue: string) => Promise<T>): Promise<T> {
-  const taskQueue = `workflow-test-${randomUUID()}`;
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: { codePath: testStack().workflowBundlePath },
-    activities: stubs.activities,
-  });
-  return worker.runUntil(async () => {
-    try {
-      return await fn(taskQueue);
-    } finally {
-      stubs.releaseAll();
-    }
-  });
-}
-
-function generationInput(overrides: Partial<GenerationInput> = {}): GenerationInput {
-  return {
-    generationId: randomUUID(),
-    userId: randomUUID(),
-    projectId: null,
-    model: 'flux-pro-v1.1-ultra',
-    input: { prompt: 'a lighthouse at dusk', seed: 7 },
-    credits: 50,
-    provider: 'local',
-    deadlineSeconds: 60,
-    pollInitialMs: 50,
-    webhookUrl: null,
-    ...overrides,
-  };
-}
-
-function startOperation(taskQueue: string, input: GenerationInput) {
-  return new WithStartWorkflowOperation<typeof GenerationWorkflow>('GenerationWorkflow', {
-    workflowId: generationWorkflowId(input.generationId),
-    taskQueue,
-    args: [input],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-    typedSearchAttributes: [
-      { key: UserIdKey, value: input.userId },
-      { key: ModelKey, value: input.model },
-      { key: StatusKey, value: 'queued' },
-    ],
-  });
-}
-
-/** Starts the workflow as the API does: Update-with-Start, answered once admission is decided. */
-async function submit(taskQueue: string, input: GenerationInput) {
-  const startWorkflowOperation = startOperation(taskQueue, input);
-  const admission = await client.workflow.executeUpdateWithStart(admissionUpdate, { startWorkflowOperation });
-  return { admission, handle: await startWorkflowOperation.workflowHandle() };
-}
-
-/** Starts the workflow without waiting on admission. */
-function start(
-  taskQueue: string,
-  input: GenerationInput,
-): Promise<WorkflowHandle<typeof GenerationWorkflow>> {
-  return client.workflow.start<typeof GenerationWorkflow>('GenerationWorkflow', {
-    workflowId: generationWorkflowId(input.generationId),
-    taskQueue,
-    args: [input],
-    typedSearchAttributes: [{ key: StatusKey, value: 'queued' }],
-  });
-}
+const withWorker = <T>(stubs: StubActivities, fn: (taskQueue: string) => Promise<T>) =>
+  temporal.withWorker(stubs, fn);
+const submit = (taskQueue: string, input: GenerationInput) => temporal.submit(taskQueue, input);
+const start = (taskQueue: string, input: GenerationInput) => temporal.start(taskQueue, input);
 
 async function statusAttribute(handle: WorkflowHandle): Promise<string | undefined> {
   return (await handle.describe()).typedSearchAttributes.get(StatusKey);
@@ -646,7 +466,7 @@ describe('GenerationWorkflow: cancellation at every stage and the point of no re
       admitGeneration: async (i) => {
         admitting.resolve();
         await admit.promise;
-        return { reservationId: `reserve-${i.generationId}` };
+        return { reservationId: `reserve-${i.generationId}`, pollInitialMs: 50 };
       },
     });
     const admit = stubs.gate();

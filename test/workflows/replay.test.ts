@@ -56,6 +56,8 @@ describe('replaying recorded GenerationWorkflow histories', () => {
       scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'velro-reordered-workflow-'));
       const copy = path.join(scratch, 'workflows');
       await fs.cp(WORKFLOWS_DIR, copy, { recursive: true });
+      // With lib/ beside it: workflows/definitions.ts imports lib/'s pure modules (search attribute names).
+      await fs.cp(path.join(PROJECT_ROOT, 'lib'), path.join(scratch, 'lib'), { recursive: true });
       const file = path.join(copy, 'generation.ts');
       const source = await fs.readFile(file, 'utf8');
       // Schedule a different activity where the outputs are stored: the history no longer matches.

@@ -1,117 +1,55 @@
 // How the generation workflow hands its end to webhook delivery workflows, and how those retry, on
 // the real Temporal dev server with stub activities (no Postgres, no HTTP).
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { createActivities } from '../../activities';
-import {
-  generationWorkflowId,
-  StatusKey,
-  type GenerationInput,
-  type WebhookDeliveryInput,
-  type WebhookNotice,
-} from '../../workflows/definitions';
-import type { GenerationWorkflow } from '../../workflows/generation';
+import type { GenerationInput, WebhookDeliveryInput, WebhookNotice } from '../../workflows/definitions';
 import type { WebhookDeliveryWorkflow } from '../../workflows/webhook-delivery';
 import { testStack } from '../support/context';
-
-type Activities = ReturnType<typeof createActivities>;
-type Stubbed = Pick<
-  Activities,
-  | 'admitGeneration'
-  | 'submitToProvider'
-  | 'checkProvider'
-  | 'storeOutputs'
-  | 'completeGeneration'
-  | 'failGeneration'
-  | 'cancelAtProvider'
-  | 'createWebhookEvent'
-  | 'deliverWebhook'
-  | 'finishWebhookDelivery'
->;
+import {
+  FIXED_IDS,
+  generationInput as baseInput,
+  StubActivities,
+  StubWorkflows,
+  type Activities,
+} from '../support/generation-stubs';
 
 const retry = { initialMs: 100, maxIntervalMs: 200, maxAttempts: 3 };
 
-let connection: Connection;
-let client: Client;
-let nativeConnection: NativeConnection;
+let temporal: StubWorkflows;
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  connection = await Connection.connect({ address: testStack().temporalAddress });
-  client = new Client({ connection });
-  nativeConnection = await NativeConnection.connect({ address: testStack().temporalAddress });
+  temporal = await StubWorkflows.connect(testStack().temporalAddress, {
+    workflowBundle: { codePath: testStack().workflowBundlePath },
+    taskQueuePrefix: 'webhook-test',
+  });
 });
 
 afterAll(async () => {
-  await nativeConnection?.close();
-  await connection?.close();
+  await temporal?.close();
 });
 
-/** Stub activities that log their calls; a test overrides what it needs. */
-function stubs(overrides: Partial<Stubbed> = {}) {
-  const calls: { name: string; args: unknown[] }[] = [];
-  const impl: Stubbed = {
-    admitGeneration: async (input) => ({ reservationId: `reserve-${input.generationId}` }),
-    submitToProvider: async () => ({ requestId: 'request-1' }),
-    checkProvider: async () => ({ state: 'succeeded', logs: [] }),
-    storeOutputs: async () => ['asset-1'],
-    completeGeneration: async () => undefined,
-    failGeneration: async () => undefined,
-    cancelAtProvider: async () => undefined,
+/** Stub activities that log their calls (one request, one asset, this file's retry); a test overrides what it needs. */
+const stubs = (overrides: Partial<Activities> = {}) =>
+  new StubActivities({
+    ...FIXED_IDS,
     createWebhookEvent: async () => ({ deliveries: [], eventId: null, retry }),
-    deliverWebhook: async () => 'delivered',
-    finishWebhookDelivery: async () => undefined,
     ...overrides,
-  };
-  const activities = Object.fromEntries(
-    Object.entries(impl).map(([name, fn]) => [
-      name,
-      async (...args: unknown[]) => {
-        calls.push({ name, args });
-        return (fn as (...a: unknown[]) => Promise<unknown>)(...args);
-      },
-    ]),
-  ) as Stubbed;
-  return { activities, calls, names: () => calls.map((c) => c.name) };
-}
-
-async function withWorker<T>(activities: Stubbed, fn: (taskQueue: string) => Promise<T>): Promise<T> {
-  const taskQueue = `webhook-test-${randomUUID()}`;
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: { codePath: testStack().workflowBundlePath },
-    activities,
   });
-  return worker.runUntil(() => fn(taskQueue));
-}
 
-function generationInput(overrides: Partial<GenerationInput> = {}): GenerationInput {
-  return {
-    generationId: randomUUID(),
-    userId: randomUUID(),
-    projectId: null,
-    model: 'flux-pro-v1.1-ultra',
+const withWorker = <T>(s: StubActivities, fn: (taskQueue: string) => Promise<T>) =>
+  temporal.withWorker(s, fn);
+
+const generationInput = (overrides: Partial<GenerationInput> = {}) =>
+  baseInput({
     input: { prompt: 'a lighthouse at dusk' },
-    credits: 50,
-    provider: 'local',
-    deadlineSeconds: 60,
-    pollInitialMs: 50,
     webhookUrl: 'https://hooks.example.com/velro',
     ...overrides,
-  };
-}
-
-const startGeneration = (taskQueue: string, input: GenerationInput) =>
-  client.workflow.start<typeof GenerationWorkflow>('GenerationWorkflow', {
-    workflowId: generationWorkflowId(input.generationId),
-    taskQueue,
-    args: [input],
-    typedSearchAttributes: [{ key: StatusKey, value: 'queued' }],
   });
+
+const startGeneration = (taskQueue: string, input: GenerationInput) => temporal.start(taskQueue, input);
 
 function notice(eventId: string, targets: string[]): WebhookNotice {
   return {
@@ -135,13 +73,13 @@ describe('the end of a generation, handed to webhook deliveries', () => {
       },
     });
 
-    await withWorker(s.activities, async (taskQueue) => {
+    await withWorker(s, async (taskQueue) => {
       const generation = await startGeneration(taskQueue, input);
       expect(await generation.result()).toEqual({ status: 'succeeded', assetIds: ['asset-1'] });
 
       // The generation is closed, its deliveries still run: ParentClosePolicy ABANDON.
       const children = ['url', 'endpoint-a'].map((t) =>
-        client.workflow.getHandle<typeof WebhookDeliveryWorkflow>(`webhook-${eventId}-${t}`),
+        temporal.client.workflow.getHandle<typeof WebhookDeliveryWorkflow>(`webhook-${eventId}-${t}`),
       );
       for (const child of children) {
         const described = await child.describe();
@@ -169,7 +107,7 @@ describe('the end of a generation, handed to webhook deliveries', () => {
         throw ApplicationFailure.nonRetryable('database on fire', 'Boom');
       },
     });
-    await withWorker(s.activities, async (taskQueue) => {
+    await withWorker(s, async (taskQueue) => {
       const generation = await startGeneration(taskQueue, input);
       expect(await generation.result()).toEqual({ status: 'succeeded', assetIds: ['asset-1'] });
     });
@@ -180,12 +118,15 @@ describe('the end of a generation, handed to webhook deliveries', () => {
     const input = generationInput();
     const eventId = randomUUID();
     const s = stubs({ createWebhookEvent: async () => notice(eventId, ['url']) });
-    await withWorker(s.activities, async (taskQueue) => {
-      const earlier = await client.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
-        workflowId: `webhook-${eventId}-url`,
-        taskQueue,
-        args: [{ userId: input.userId, deliveryId: 'delivery-url', eventId, retry }],
-      });
+    await withWorker(s, async (taskQueue) => {
+      const earlier = await temporal.client.workflow.start<typeof WebhookDeliveryWorkflow>(
+        'WebhookDeliveryWorkflow',
+        {
+          workflowId: `webhook-${eventId}-url`,
+          taskQueue,
+          args: [{ userId: input.userId, deliveryId: 'delivery-url', eventId, retry }],
+        },
+      );
       expect(await earlier.result()).toBe('delivered');
       const generation = await startGeneration(taskQueue, input);
       expect(await generation.result()).toEqual({ status: 'succeeded', assetIds: ['asset-1'] });
@@ -196,7 +137,7 @@ describe('the end of a generation, handed to webhook deliveries', () => {
 
 describe('WebhookDeliveryWorkflow', () => {
   const start = (taskQueue: string, input: Partial<WebhookDeliveryInput> = {}) =>
-    client.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
+    temporal.client.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
       workflowId: `webhook-test-${randomUUID()}`,
       taskQueue,
       args: [{ userId: randomUUID(), deliveryId: randomUUID(), eventId: randomUUID(), retry, ...input }],
@@ -211,7 +152,7 @@ describe('WebhookDeliveryWorkflow', () => {
         return 'delivered';
       },
     });
-    await withWorker(s.activities, async (taskQueue) => {
+    await withWorker(s, async (taskQueue) => {
       expect(await (await start(taskQueue)).result()).toBe('delivered');
     });
     expect(s.names()).toEqual(['deliverWebhook', 'deliverWebhook', 'deliverWebhook']);
@@ -224,7 +165,7 @@ describe('WebhookDeliveryWorkflow', () => {
       },
     });
     const deliveryId = randomUUID();
-    await withWorker(s.activities, async (taskQueue) => {
+    await withWorker(s, async (taskQueue) => {
       const handle = await start(taskQueue, { deliveryId });
       expect(await handle.result()).toBe('failed');
       // Retries live in the activity's retry policy, not in the history.
@@ -241,7 +182,7 @@ describe('WebhookDeliveryWorkflow', () => {
 
   it('stops at once on an outcome the activity reports (410 Gone)', async () => {
     const s = stubs({ deliverWebhook: async () => 'gone' });
-    await withWorker(s.activities, async (taskQueue) => {
+    await withWorker(s, async (taskQueue) => {
       expect(await (await start(taskQueue)).result()).toBe('gone');
     });
     expect(s.names()).toEqual(['deliverWebhook']);

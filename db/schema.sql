@@ -1,0 +1,791 @@
+-- GENERATED FILE, do not edit: `npm run db:schema` (scripts/db-schema.ts) writes it.
+--
+-- The live definition of every function (pg_get_functiondef), view and row-level security policy of
+-- the schema `public` after all of db/migrations/ has run, each kind sorted by name. A later
+-- migration can drop and recreate what an earlier one defined (007 replaces most of 002's ledger
+-- functions): this file is the current text, the migrations are the history.
+-- The script migrates a scratch embedded Postgres (or reads DATABASE_URL); the test
+-- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
+-- when this file differs.
+
+-- Functions (33)
+
+CREATE OR REPLACE FUNCTION public.admin_grant_credits(p_id uuid, p_user_id uuid, p_amount bigint, p_reason text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM users WHERE id = current_app_user() AND role = 'admin') THEN
+    RAISE EXCEPTION 'only an admin (app.user_id) may grant credits' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN ledger_grant(p_id, p_user_id, p_amount, p_reason, p_expires_at);
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.auth_api_key(p_key_hash bytea)
+ RETURNS TABLE(user_id uuid, role text, api_key_id uuid)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  RETURN QUERY
+  UPDATE api_keys k SET last_used_at = now()
+  FROM users u
+  WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND u.id = k.user_id
+    AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
+  RETURNING u.id, u.role, k.id;
+  IF NOT FOUND THEN
+    RETURN QUERY
+    SELECT u.id, u.role, k.id FROM api_keys k JOIN users u ON u.id = k.user_id
+    WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+  END IF;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.auth_password_check(p_email text, p_candidate text)
+ RETURNS TABLE(user_id uuid, role text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT u.id, u.role FROM users u
+  WHERE u.email = lower(p_email) AND u.password_hash IS NOT NULL AND u.password_hash = p_candidate
+$function$;
+
+CREATE OR REPLACE FUNCTION public.auth_password_params(p_email text)
+ RETURNS TABLE(params text, key_bytes integer)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT coalesce(
+           (SELECT substring(u.password_hash FROM '^(scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+)\$[A-Za-z0-9_-]+$')
+            FROM users u WHERE u.email = lower(p_email)),
+           'scrypt$32768$8$1$dmVscm8tZHVtbXktc2FsdA'),
+         coalesce(
+           (SELECT length(substring(u.password_hash FROM '\$([A-Za-z0-9_-]+)$')) * 3 / 4
+            FROM users u WHERE u.email = lower(p_email)
+              AND u.password_hash ~ '^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$'),
+           32)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.auth_password_rehash(p_current text, p_new text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  IF p_new IS NULL OR p_new !~ '^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$' THEN
+    RAISE EXCEPTION 'not a password hash' USING ERRCODE = 'VL400';
+  END IF;
+  UPDATE users SET password_hash = p_new
+  WHERE id = current_app_user() AND password_hash IS NOT NULL AND password_hash = p_current;
+  RETURN FOUND;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.auth_user(p_user_id uuid)
+ RETURNS TABLE(user_id uuid, role text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT id, role FROM users WHERE id = p_user_id
+$function$;
+
+CREATE OR REPLACE FUNCTION public.create_api_key(p_user_id uuid, p_name text, p_prefix text, p_key_hash bytea)
+ RETURNS uuid
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  INSERT INTO api_keys (user_id, name, prefix, key_hash) VALUES (p_user_id, p_name, p_prefix, p_key_hash)
+  RETURNING id
+$function$;
+
+CREATE OR REPLACE FUNCTION public.create_credit_account()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  INSERT INTO credit_accounts (user_id) VALUES (NEW.id);
+  RETURN NEW;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.create_user(p_email text, p_password_hash text, p_role text DEFAULT 'user'::text)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_id uuid;
+BEGIN
+  INSERT INTO users (email, password_hash, role) VALUES (lower(p_email), p_password_hash, p_role)
+  ON CONFLICT (email) DO NOTHING RETURNING id INTO v_id;
+  RETURN v_id;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.credit_transfers_append_only()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  RAISE EXCEPTION 'credit_transfers is append-only' USING ERRCODE = 'insufficient_privilege';
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.current_app_user()
+ RETURNS uuid
+ LANGUAGE sql
+ STABLE
+AS $function$ SELECT NULLIF(current_setting('app.user_id', true), '')::uuid $function$;
+
+CREATE OR REPLACE FUNCTION public.find_generations_by_provider_request(p_provider text, p_request_key text)
+ RETURNS TABLE(id uuid, status text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT g.id, g.status FROM generations g
+  WHERE g.provider = p_provider
+    AND g.provider_request_id IS NOT NULL
+    AND provider_request_key(g.provider_request_id) = p_request_key
+  ORDER BY g.created_at DESC
+  LIMIT 10
+$function$;
+
+CREATE OR REPLACE FUNCTION public.find_user_by_email(p_email text)
+ RETURNS TABLE(id uuid, email text, role text, password_hash text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT id, email, role, password_hash FROM users WHERE email = lower(p_email)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.generation_statuses(p_ids uuid[])
+ RETURNS TABLE(id uuid, status text, stage text, error_code text, error_message text, updated_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT g.id, g.status, g.stage, g.error_code, g.error_message, g.updated_at
+  FROM generations g WHERE g.id = ANY (p_ids[1:10000])
+$function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_acting_user(p_user uuid)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+  v_scoped uuid := current_app_user();
+BEGIN
+  IF p_user IS NOT NULL AND v_scoped IS NOT NULL AND p_user <> v_scoped THEN
+    RAISE EXCEPTION 'the transaction is scoped to user %, not %', v_scoped, p_user
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF coalesce(p_user, v_scoped) IS NULL THEN
+    RAISE EXCEPTION 'no user: pass one or scope the transaction to one' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF v_scoped IS NULL AND NOT pg_has_role(session_user, 'velro_system', 'MEMBER') THEN
+    RAISE EXCEPTION 'the ledger acts only for app.user_id' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN coalesce(p_user, v_scoped);
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_check_amount(p_amount bigint)
+ RETURNS void
+ LANGUAGE plpgsql
+ IMMUTABLE
+AS $function$
+BEGIN
+  IF p_amount IS NULL OR p_amount <= 0 OR p_amount > 1000000000000 THEN
+    RAISE EXCEPTION 'amount must be a whole number from 1 to 1000000000000, got %', p_amount
+      USING ERRCODE = 'VL400';
+  END IF;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_commit(p_id uuid, p_pending_id uuid, p_user uuid DEFAULT NULL::uuid)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := ledger_acting_user(p_user);
+  v_r credit_transfers := ledger_pending_reserve(p_pending_id, v_user);
+  v_t credit_transfers;
+BEGIN
+  -- The unique index on pending_id lets only one resolution of a reservation in; a concurrent one
+  -- waits here for it and then inserts nothing.
+  INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, pending_id, generation_id)
+  VALUES (p_id, v_r.account_id, v_r.user_id, 'commit', v_r.amount, v_r.id, v_r.generation_id)
+  ON CONFLICT DO NOTHING
+  RETURNING * INTO v_t;
+  IF NOT FOUND THEN
+    RETURN ledger_resolution_replay(p_id, p_pending_id, 'commit');
+  END IF;
+  INSERT INTO credit_commit_stripes AS s (account_id, stripe, user_id, amount)
+  VALUES (v_t.account_id, floor(random() * 8)::smallint, v_t.user_id, v_t.amount)
+  ON CONFLICT (account_id, stripe) DO UPDATE SET amount = s.amount + excluded.amount;
+  RETURN v_t;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_conflict(p_id uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  RAISE EXCEPTION 'transfer % already exists with different fields', p_id USING ERRCODE = 'VL409';
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_derived_id(p_text text)
+ RETURNS uuid
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT (substr(h, 1, 12) || '8' || substr(h, 14, 3)
+          || to_hex((('x' || substr(h, 17, 1))::bit(4)::int & 3) | 8) || substr(h, 18, 15))::uuid
+  FROM encode(sha256(convert_to(p_text, 'UTF8')), 'hex') AS h
+$function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_expire_grants()
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_account credit_accounts;
+  v_total bigint := 0;
+BEGIN
+  FOR v_account IN
+    SELECT a.* FROM credit_accounts a
+    WHERE EXISTS (SELECT 1 FROM credit_lots l WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at <= clock_timestamp())
+    ORDER BY a.id FOR UPDATE
+  LOOP
+    v_total := v_total + ledger_expire_lapsed_lots(v_account);
+  END LOOP;
+  RETURN v_total;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_expire_lapsed_lots(p_account credit_accounts)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_lot credit_lots;
+  v_total bigint := 0;
+BEGIN
+  FOR v_lot IN
+    SELECT * FROM credit_lots
+    -- clock_timestamp(), not now(): the transaction may have started before it got the account lock.
+    WHERE account_id = p_account.id AND remaining > 0 AND expires_at <= clock_timestamp()
+  LOOP
+    INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, grant_id, reason)
+    VALUES (ledger_derived_id('expire:' || v_lot.grant_id), p_account.id, p_account.user_id, 'expire',
+            v_lot.remaining, v_lot.grant_id, 'grant expired');
+    UPDATE credit_lots SET remaining = 0 WHERE grant_id = v_lot.grant_id;
+    v_total := v_total + v_lot.remaining;
+  END LOOP;
+  IF v_total > 0 THEN
+    UPDATE credit_accounts SET debits_posted = debits_posted + v_total, expiring_credit = expiring_credit - v_total
+    WHERE id = p_account.id;
+  END IF;
+  RETURN v_total;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_fold_commits()
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_account uuid;
+  v_amount bigint;
+  v_count integer := 0;
+BEGIN
+  FOR v_account IN SELECT DISTINCT account_id FROM credit_commit_stripes WHERE amount > 0 ORDER BY 1 LOOP
+    -- Stripes first, then the account: commits lock only a stripe, reserves only the account.
+    SELECT sum(amount) INTO v_amount
+    FROM (SELECT amount FROM credit_commit_stripes WHERE account_id = v_account FOR UPDATE) s;
+    UPDATE credit_commit_stripes SET amount = 0 WHERE account_id = v_account AND amount > 0;
+    UPDATE credit_accounts SET debits_pending = debits_pending - v_amount, debits_posted = debits_posted + v_amount
+    WHERE id = v_account;
+    v_count := v_count + 1;
+  END LOOP;
+  RETURN v_count;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_grant(p_id uuid, p_user_id uuid, p_amount bigint, p_reason text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_account credit_accounts;
+  v_t credit_transfers;
+BEGIN
+  PERFORM ledger_check_amount(p_amount);
+  SELECT * INTO v_account FROM credit_accounts WHERE user_id = p_user_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no credit account for user %', p_user_id USING ERRCODE = 'VL404';
+  END IF;
+  SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
+  IF FOUND THEN
+    IF v_t.kind = 'grant' AND v_t.account_id = v_account.id AND v_t.amount = p_amount
+       AND v_t.reason IS NOT DISTINCT FROM p_reason AND v_t.expires_at IS NOT DISTINCT FROM p_expires_at THEN
+      RETURN v_t;
+    END IF;
+    PERFORM ledger_conflict(p_id);
+  END IF;
+  IF p_expires_at IS NOT NULL AND p_expires_at <= now() THEN
+    RAISE EXCEPTION 'expiresAt must be in the future' USING ERRCODE = 'VL400';
+  END IF;
+  INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, expires_at, reason)
+  VALUES (p_id, v_account.id, p_user_id, 'grant', p_amount, p_expires_at, p_reason)
+  RETURNING * INTO v_t;
+  IF p_expires_at IS NOT NULL THEN
+    INSERT INTO credit_lots (grant_id, account_id, user_id, expires_at, remaining)
+    VALUES (p_id, v_account.id, p_user_id, p_expires_at, p_amount);
+  END IF;
+  UPDATE credit_accounts
+  SET credits_posted = credits_posted + p_amount,
+      expiring_credit = expiring_credit + CASE WHEN p_expires_at IS NULL THEN 0 ELSE p_amount END
+  WHERE id = v_account.id;
+  RETURN v_t;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_pending_reserve(p_pending_id uuid, p_user uuid)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_t credit_transfers;
+BEGIN
+  SELECT * INTO v_t FROM credit_transfers WHERE id = p_pending_id;
+  IF NOT FOUND OR v_t.kind <> 'reserve' OR v_t.user_id <> p_user THEN
+    RAISE EXCEPTION 'no reservation % for user %', p_pending_id, p_user USING ERRCODE = 'VL404';
+  END IF;
+  RETURN v_t;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_release(p_id uuid, p_pending_id uuid, p_reason text DEFAULT NULL::text, p_user uuid DEFAULT NULL::uuid)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := ledger_acting_user(p_user);
+  v_r credit_transfers := ledger_pending_reserve(p_pending_id, v_user);
+  v_t credit_transfers;
+  v_alloc record;
+  v_expired bigint := 0;
+  v_to_lots bigint := 0;
+BEGIN
+  INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, pending_id, generation_id, reason)
+  VALUES (p_id, v_r.account_id, v_r.user_id, 'release', v_r.amount, v_r.id, v_r.generation_id, p_reason)
+  ON CONFLICT DO NOTHING
+  RETURNING * INTO v_t;
+  IF NOT FOUND THEN
+    RETURN ledger_resolution_replay(p_id, p_pending_id, 'release');
+  END IF;
+  IF EXISTS (SELECT 1 FROM credit_allocations WHERE reserve_id = p_pending_id) THEN
+    PERFORM 1 FROM credit_accounts WHERE id = v_t.account_id FOR UPDATE;
+    FOR v_alloc IN
+      SELECT a.grant_id, a.amount, l.expires_at FROM credit_allocations a JOIN credit_lots l USING (grant_id)
+      WHERE a.reserve_id = p_pending_id
+    LOOP
+      -- Read after the account lock is held (clock_timestamp, not the transaction's start time), so
+      -- an expiry that committed while this release waited is seen and the credit not handed back.
+      IF v_alloc.expires_at <= clock_timestamp() THEN
+        INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, grant_id, reason)
+        VALUES (ledger_derived_id('expire:' || p_id || ':' || v_alloc.grant_id), v_t.account_id,
+                v_t.user_id, 'expire', v_alloc.amount, v_alloc.grant_id, 'grant expired while reserved');
+        v_expired := v_expired + v_alloc.amount;
+      ELSE
+        UPDATE credit_lots SET remaining = remaining + v_alloc.amount WHERE grant_id = v_alloc.grant_id;
+        v_to_lots := v_to_lots + v_alloc.amount;
+      END IF;
+    END LOOP;
+  END IF;
+  UPDATE credit_accounts
+  SET debits_pending = debits_pending - v_t.amount, debits_posted = debits_posted + v_expired,
+      expiring_credit = expiring_credit + v_to_lots
+  WHERE id = v_t.account_id;
+  RETURN v_t;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_reserve(p_id uuid, p_amount bigint, p_generation_id uuid, p_deadline timestamp with time zone, p_user uuid DEFAULT NULL::uuid)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := ledger_acting_user(p_user);
+  v_account credit_accounts;
+  v_t credit_transfers;
+  v_lot credit_lots;
+  v_left bigint;
+  v_take bigint;
+BEGIN
+  PERFORM ledger_check_amount(p_amount);
+  IF p_deadline IS NULL THEN
+    RAISE EXCEPTION 'a reservation needs a deadline' USING ERRCODE = 'VL400';
+  END IF;
+  -- The transfer first, without any lock on the account: a replay or a refusal rolls it back.
+  INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, generation_id, expires_at)
+  SELECT p_id, a.id, v_user, 'reserve', p_amount, p_generation_id, p_deadline
+  FROM credit_accounts a WHERE a.user_id = v_user
+  ON CONFLICT (id) DO NOTHING
+  RETURNING * INTO v_t;
+  IF NOT FOUND THEN
+    SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no credit account for user %', v_user USING ERRCODE = 'VL404';
+    END IF;
+    IF v_t.kind = 'reserve' AND v_t.user_id = v_user AND v_t.amount = p_amount
+       AND v_t.generation_id IS NOT DISTINCT FROM p_generation_id THEN
+      RETURN v_t; -- replay
+    END IF;
+    PERFORM ledger_conflict(p_id);
+  END IF;
+
+  -- Fast path, no expiring credit to draw first: the row lock is taken here, by the last statement.
+  UPDATE credit_accounts SET debits_pending = debits_pending + p_amount
+  WHERE id = v_t.account_id AND expiring_credit = 0
+    AND credits_posted - debits_posted - debits_pending >= p_amount;
+  IF FOUND THEN
+    RETURN v_t;
+  END IF;
+
+  SELECT * INTO v_account FROM credit_accounts WHERE id = v_t.account_id FOR UPDATE;
+  IF v_account.expiring_credit > 0 AND ledger_expire_lapsed_lots(v_account) > 0 THEN
+    SELECT * INTO v_account FROM credit_accounts WHERE id = v_account.id;
+  END IF;
+  IF v_account.credits_posted - v_account.debits_posted - v_account.debits_pending < p_amount THEN
+    RAISE EXCEPTION 'insufficient credits: % available, % needed',
+      v_account.credits_posted - v_account.debits_posted - v_account.debits_pending, p_amount
+      USING ERRCODE = 'VL402';
+  END IF;
+  -- Soonest-expiring credit first; what the lots cannot cover comes from credit that never expires.
+  v_left := least(p_amount, v_account.expiring_credit);
+  FOR v_lot IN
+    SELECT * FROM credit_lots WHERE account_id = v_account.id AND remaining > 0
+    ORDER BY expires_at, grant_id
+  LOOP
+    EXIT WHEN v_left = 0;
+    v_take := least(v_left, v_lot.remaining);
+    UPDATE credit_lots SET remaining = remaining - v_take WHERE grant_id = v_lot.grant_id;
+    INSERT INTO credit_allocations (reserve_id, grant_id, user_id, amount) VALUES (p_id, v_lot.grant_id, v_user, v_take);
+    v_left := v_left - v_take;
+  END LOOP;
+  IF v_left > 0 THEN
+    RAISE EXCEPTION 'ledger lots out of step with account % expiring_credit', v_account.id;
+  END IF;
+  UPDATE credit_accounts
+  SET debits_pending = debits_pending + p_amount,
+      expiring_credit = expiring_credit - least(p_amount, v_account.expiring_credit)
+  WHERE id = v_account.id;
+  RETURN v_t;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_reserve_batch(p_user uuid, p_ids uuid[], p_amounts bigint[], p_generation_ids uuid[], p_deadlines timestamp with time zone[])
+ RETURNS TABLE(ordinal integer, transfer credit_transfers, error_code text, error_message text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  IF p_user IS NULL THEN
+    RAISE EXCEPTION 'a batch acts for one given user' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  PERFORM ledger_acting_user(p_user);
+  FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+    ordinal := i;
+    transfer := NULL;
+    error_code := NULL;
+    error_message := NULL;
+    BEGIN
+      transfer := ledger_reserve(p_ids[i], p_amounts[i], p_generation_ids[i], p_deadlines[i], p_user);
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS error_code = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
+    END;
+    RETURN NEXT;
+  END LOOP;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.ledger_resolution_replay(p_id uuid, p_pending_id uuid, p_kind text)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_t credit_transfers;
+BEGIN
+  SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
+  IF FOUND THEN
+    IF v_t.kind = p_kind AND v_t.pending_id = p_pending_id THEN
+      RETURN v_t;
+    END IF;
+    PERFORM ledger_conflict(p_id);
+  END IF;
+  SELECT * INTO v_t FROM credit_transfers WHERE pending_id = p_pending_id;
+  RAISE EXCEPTION 'reservation % was already resolved by a % (%)', p_pending_id, v_t.kind, v_t.id
+    USING ERRCODE = 'VL410';
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.provider_request_key(p_request_id text)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+BEGIN
+  IF p_request_id IS NULL OR left(p_request_id, 1) <> '{' THEN
+    RETURN p_request_id;
+  END IF;
+  BEGIN
+    RETURN coalesce(p_request_id::jsonb ->> 'request_id', p_request_id);
+  EXCEPTION WHEN invalid_text_representation THEN
+    RETURN p_request_id;
+  END;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.provider_webhook_generations(p_provider text, p_request_key text)
+ RETURNS TABLE(id uuid, status text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT f.id, f.status FROM find_generations_by_provider_request(p_provider, p_request_key) f
+  WHERE p_request_key <> '' AND f.status IN ('queued', 'running')
+$function$;
+
+CREATE OR REPLACE FUNCTION public.record_provider_webhook(p_provider text, p_delivery_digest text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  DELETE FROM provider_webhook_receipts WHERE received_at < now() - interval '15 minutes';
+  INSERT INTO provider_webhook_receipts (provider, delivery_digest) VALUES (p_provider, p_delivery_digest)
+  ON CONFLICT DO NOTHING;
+  RETURN FOUND;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.register_user(p_email text, p_password_hash text)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_id uuid;
+  v_credits bigint;
+BEGIN
+  IF p_password_hash IS NULL OR p_password_hash !~ '^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$' THEN
+    RAISE EXCEPTION 'not a password hash' USING ERRCODE = 'VL400';
+  END IF;
+  INSERT INTO users (email, password_hash, role) VALUES (lower(p_email), p_password_hash, 'user')
+  ON CONFLICT (email) DO NOTHING RETURNING id INTO v_id;
+  IF v_id IS NULL THEN
+    RETURN NULL;
+  END IF;
+  SELECT signup_credits INTO v_credits FROM velro_settings;
+  IF coalesce(v_credits, 0) > 0 THEN
+    PERFORM ledger_grant(ledger_derived_id('signup:' || v_id), v_id, v_credits, 'sign-up credits');
+  END IF;
+  RETURN v_id;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.signed_asset(p_id uuid)
+ RETURNS TABLE(storage_key text, content_type text, sha256 text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT a.storage_key, a.content_type, a.sha256
+  FROM assets a JOIN generations g ON g.id = a.generation_id
+  WHERE a.id = p_id AND g.status = 'succeeded'
+$function$;
+
+-- Views (1)
+
+CREATE VIEW credit_balances WITH (security_invoker=true) AS
+ SELECT a.id AS account_id,
+    a.user_id,
+    a.credits_posted,
+    a.debits_posted + s.committed AS debits_posted,
+    a.debits_pending - s.committed AS debits_pending,
+    a.credits_posted - a.debits_posted - a.debits_pending AS available,
+    a.expiring_credit
+   FROM credit_accounts a
+     CROSS JOIN LATERAL ( SELECT COALESCE(sum(credit_commit_stripes.amount), 0::numeric)::bigint AS committed
+           FROM credit_commit_stripes
+          WHERE credit_commit_stripes.account_id = a.id) s;
+
+-- Policies (31)
+
+CREATE POLICY api_keys_owner ON api_keys
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY api_keys_system ON api_keys
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY assets_owner ON assets
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY assets_system ON assets
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY credit_accounts_owner ON credit_accounts
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY credit_accounts_system ON credit_accounts
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY credit_allocations_owner ON credit_allocations
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY credit_allocations_system ON credit_allocations
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY credit_commit_stripes_owner ON credit_commit_stripes
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY credit_commit_stripes_system ON credit_commit_stripes
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY credit_lots_owner ON credit_lots
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY credit_lots_system ON credit_lots
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY credit_transfers_owner ON credit_transfers
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY credit_transfers_system ON credit_transfers
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY generations_owner ON generations
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY generations_system ON generations
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY idempotency_keys_owner ON idempotency_keys
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY idempotency_keys_system ON idempotency_keys
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY projects_owner ON projects
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY projects_system ON projects
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY provider_webhook_receipts_system ON provider_webhook_receipts
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY users_self ON users
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY users_system ON users
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY webhook_deliveries_owner ON webhook_deliveries
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY webhook_deliveries_system ON webhook_deliveries
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY webhook_endpoints_owner ON webhook_endpoints
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY webhook_endpoints_system ON webhook_endpoints
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY webhook_events_owner ON webhook_events
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY webhook_events_system ON webhook_events
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY webhook_secrets_owner ON webhook_secrets
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY webhook_secrets_system ON webhook_secrets
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
