@@ -1,23 +1,20 @@
-import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jwtKey, signJwt } from '../../lib/auth/jwt';
 import { setUserRole } from '../../lib/users/store';
 import { withSystemTx, withUserTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
+import { runAdmin as admin } from '../support/scripts';
 import {
   createUser,
   startApi,
   startHarness,
   systemDb,
-  testStack,
   waitFor,
   type ApiHarness,
   type Harness,
 } from '../support/context';
 
-const ROOT = path.resolve(__dirname, '../..');
 const PASSWORD = 'correct horse battery staple';
 const newEmail = () => `acct-${randomUUID()}@test.velro`;
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -576,23 +573,3 @@ describe('npm run admin -- promote', () => {
     expect(usage.stderr).toContain('--email is required');
   });
 });
-
-function admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stack = testStack();
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'scripts/admin.ts'), ...args],
-      {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          DATABASE_SYSTEM_URL: stack.systemDatabaseUrl,
-          TEMPORAL_ADDRESS: stack.temporalAddress,
-        },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}

@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withUserTx, type Db } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
-import { createUser, startHarness, testConfig, testDb, testStack, type Harness } from '../support/context';
-
-const ROOT = path.resolve(__dirname, '../..');
+import { runAdmin as admin } from '../support/scripts';
+import { createUser, startHarness, testConfig, testDb, type Harness } from '../support/context';
 
 describe('POST /v1/admin/credit-grants', () => {
   let h: Harness;
@@ -192,27 +189,3 @@ describe('npm run admin -- grant', () => {
     expect(out.stderr).toContain('cannot connect to the database');
   });
 });
-
-function admin(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stack = testStack();
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'scripts/admin.ts'), ...args],
-      {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          DATABASE_SYSTEM_URL: stack.systemDatabaseUrl,
-          TEMPORAL_ADDRESS: stack.temporalAddress,
-          ...env,
-        },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}

@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,8 +8,8 @@ import { LedgerError } from '../../lib/ledger/errors';
 import { derivedUuid } from '../../lib/ledger/ids';
 import * as ledger from '../../lib/ledger/ledger';
 import { createUser, testConfig, testDb, testStack, systemDb } from '../support/context';
+import { runScript } from '../support/scripts';
 
-const ROOT = path.resolve(__dirname, '../..');
 const DAY_MS = 24 * 3600 * 1000;
 
 let db: Db;
@@ -653,7 +651,7 @@ describe('checkLedger', () => {
       );
 
       // The command line says so too, and exits 1.
-      const cli = await runScript('scripts/ledger-check.ts', {
+      const cli = await runScript('scripts/ledger-check.ts', [], {
         DATABASE_SYSTEM_URL: testStack().systemDatabaseUrl,
       });
       expect(cli.code).toBe(1);
@@ -707,27 +705,13 @@ describe('checkLedger', () => {
   });
 
   it('exits 2 from the command line when the database cannot be reached', async () => {
-    const cli = await runScript('scripts/ledger-check.ts', {
+    const cli = await runScript('scripts/ledger-check.ts', [], {
       DATABASE_SYSTEM_URL: 'postgres://nobody:x@127.0.0.1:1/velro',
     });
     expect(cli.code).toBe(2);
     expect(cli.stderr).toContain('cannot connect');
   });
 });
-
-function runScript(
-  script: string,
-  env: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', path.join(ROOT, script)],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe('ids derived in SQL', () => {
   it('are the RFC 9562 version-8 uuids lib/ledger/ids.ts derives from the same text', async () => {
