@@ -155,38 +155,27 @@ function reserveNow(
   q: Runner,
   p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date },
 ): Promise<Transfer> {
-  const [user, actingAs] = acting(q, p.userId);
-  return user === '$USER'
-    ? call(q, 'ledger_reserve($1, $2, $3, $4, $USER)', [p.id, p.amount, p.generationId, p.deadline], actingAs)
-    : call(q, 'ledger_reserve($1, $2, $3, $4, $5)', [
-        p.id,
-        p.amount,
-        p.generationId,
-        p.deadline,
-        p.userId ?? null,
-      ]);
+  return callActing(q, 'ledger_reserve', [p.id, p.amount, p.generationId, p.deadline], p.userId);
 }
 
 /**
- * How a call names its user: on the pool with a userId, the statement scopes itself to that user
- * (`$USER`, see call()); in a transaction, as p_user, which the function checks against its scope.
+ * Calls a ledger function whose last argument is the acting user: on the pool with a userId, the
+ * statement scopes itself to that user (see call()); in a transaction, the user goes as p_user,
+ * which the function checks against the transaction's scope.
  */
-function acting(q: Runner, userId: string | undefined): ['$USER' | '$P', string | undefined] {
-  return q instanceof pg.Pool && userId ? ['$USER', userId] : ['$P', undefined];
+function callActing(q: Runner, fn: string, args: unknown[], userId: string | undefined): Promise<Transfer> {
+  const given = args.map((_, i) => `$${i + 1}`);
+  if (q instanceof pg.Pool && userId)
+    return call(q, `${fn}(${[...given, '$USER'].join(', ')})`, args, userId);
+  return call(q, `${fn}(${[...given, `$${args.length + 1}`].join(', ')})`, [...args, userId ?? null]);
 }
 
 export function commit(q: Runner, p: ActingUser & { id: string; pendingId: string }) {
-  const [user, actingAs] = acting(q, p.userId);
-  return user === '$USER'
-    ? call(q, 'ledger_commit($1, $2, $USER)', [p.id, p.pendingId], actingAs)
-    : call(q, 'ledger_commit($1, $2, $3)', [p.id, p.pendingId, p.userId ?? null]);
+  return callActing(q, 'ledger_commit', [p.id, p.pendingId], p.userId);
 }
 
 export function release(q: Runner, p: ActingUser & { id: string; pendingId: string; reason?: string }) {
-  const [user, actingAs] = acting(q, p.userId);
-  return user === '$USER'
-    ? call(q, 'ledger_release($1, $2, $3, $USER)', [p.id, p.pendingId, p.reason ?? null], actingAs)
-    : call(q, 'ledger_release($1, $2, $3, $4)', [p.id, p.pendingId, p.reason ?? null, p.userId ?? null]);
+  return callActing(q, 'ledger_release', [p.id, p.pendingId, p.reason ?? null], p.userId);
 }
 
 type GrantRequest = { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null };
