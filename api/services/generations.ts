@@ -212,6 +212,7 @@ export async function cancelGeneration(
       if (!(err instanceof ApiError && err.code === 'not_cancelable')) throw err;
       const now = await ownGeneration(deps, userId, row.id);
       if (now.status !== 'failed' && now.status !== 'canceled') throw err;
+      return now;
     }
   }
   return ownGeneration(deps, userId, row.id);
