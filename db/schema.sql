@@ -8,7 +8,52 @@
 -- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
 -- when this file differs.
 
--- Functions (33)
+-- Functions (52)
+
+CREATE OR REPLACE FUNCTION public.accept_team_invitation(p_token_hash bytea)
+ RETURNS TABLE(outcome text, team_id uuid, role text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := current_app_user();
+  v_inv team_invitations;
+  v_existing text;
+BEGIN
+  SELECT i.* INTO v_inv FROM team_invitations i JOIN teams t ON t.id = i.team_id
+  WHERE i.token_hash = p_token_hash AND t.deleted_at IS NULL
+    AND i.email = (SELECT u.email FROM users u WHERE u.id = v_user)
+  FOR UPDATE OF i;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT 'not_found'::text, NULL::uuid, NULL::text;
+    RETURN;
+  END IF;
+  SELECT m.role INTO v_existing FROM team_members m WHERE m.team_id = v_inv.team_id AND m.user_id = v_user;
+  IF v_inv.accepted_by = v_user THEN
+    RETURN QUERY SELECT 'already_joined'::text, v_inv.team_id, coalesce(v_existing, v_inv.role);
+    RETURN;
+  END IF;
+  IF v_inv.accepted_at IS NOT NULL THEN
+    RETURN QUERY SELECT 'used'::text, v_inv.team_id, NULL::text;
+    RETURN;
+  END IF;
+  IF v_inv.revoked_at IS NOT NULL THEN
+    RETURN QUERY SELECT 'revoked'::text, v_inv.team_id, NULL::text;
+    RETURN;
+  END IF;
+  IF v_inv.expires_at <= now() THEN
+    RETURN QUERY SELECT 'expired'::text, v_inv.team_id, NULL::text;
+    RETURN;
+  END IF;
+  UPDATE team_invitations SET accepted_at = now(), accepted_by = v_user WHERE id = v_inv.id;
+  IF v_existing IS NOT NULL THEN
+    RETURN QUERY SELECT 'already_joined'::text, v_inv.team_id, v_existing;
+    RETURN;
+  END IF;
+  INSERT INTO team_members (team_id, user_id, role) VALUES (v_inv.team_id, v_user, v_inv.role);
+  RETURN QUERY SELECT 'joined'::text, v_inv.team_id, v_inv.role;
+END $function$;
 
 CREATE OR REPLACE FUNCTION public.admin_grant_credits(p_id uuid, p_user_id uuid, p_amount bigint, p_reason text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS credit_transfers
@@ -23,8 +68,38 @@ BEGIN
   RETURN ledger_grant(p_id, p_user_id, p_amount, p_reason, p_expires_at);
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.admin_grant_team_credits(p_id uuid, p_team uuid, p_amount bigint, p_reason text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM users WHERE id = current_app_user() AND role = 'admin') THEN
+    RAISE EXCEPTION 'only an admin (app.user_id) may grant credits' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN ledger_grant_team(p_id, p_team, p_amount, p_reason, p_expires_at);
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.api_keys_team_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_shown jsonb := jsonb_build_object('name', NEW.name, 'prefix', NEW.prefix);
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM team_audit(NEW.team_id, 'api_key.created', 'api_key', NEW.id::text, NULL, v_shown);
+  ELSIF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
+    PERFORM team_audit(NEW.team_id, 'api_key.revoked', 'api_key', NEW.id::text, v_shown, NULL);
+  END IF;
+  RETURN NULL;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.auth_api_key(p_key_hash bytea)
- RETURNS TABLE(user_id uuid, role text, api_key_id uuid)
+ RETURNS TABLE(user_id uuid, role text, api_key_id uuid, team_id uuid)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
@@ -35,10 +110,10 @@ BEGIN
   FROM users u
   WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND u.id = k.user_id
     AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
-  RETURNING u.id, u.role, k.id;
+  RETURNING u.id, u.role, k.id, k.team_id;
   IF NOT FOUND THEN
     RETURN QUERY
-    SELECT u.id, u.role, k.id FROM api_keys k JOIN users u ON u.id = k.user_id
+    SELECT u.id, u.role, k.id, k.team_id FROM api_keys k JOIN users u ON u.id = k.user_id
     WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
   END IF;
 END $function$;
@@ -115,6 +190,43 @@ BEGIN
   RETURN NEW;
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.create_team(p_name text)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := current_app_user();
+  v_team uuid;
+BEGIN
+  IF v_user IS NULL OR (SELECT kind FROM users WHERE id = v_user) IS DISTINCT FROM 'person' THEN
+    RAISE EXCEPTION 'only a person creates teams' USING ERRCODE = 'VL403', DETAIL = 'person';
+  END IF;
+  INSERT INTO teams (name, created_by) VALUES (p_name, v_user) RETURNING id INTO v_team;
+  INSERT INTO team_members (team_id, user_id, role) VALUES (v_team, v_user, 'owner');
+  INSERT INTO credit_accounts (team_id) VALUES (v_team);
+  RETURN v_team;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.create_team_api_key(p_team uuid, p_name text, p_prefix text, p_key_hash bytea)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_bot uuid := gen_random_uuid();
+  v_key uuid;
+BEGIN
+  PERFORM velro_require_team_role(p_team, 'admin');
+  INSERT INTO users (id, email, kind) VALUES (v_bot, 'key-' || v_bot || '@team-keys.velro.invalid', 'team_key');
+  INSERT INTO team_members (team_id, user_id, role) VALUES (p_team, v_bot, 'member');
+  INSERT INTO api_keys (user_id, name, prefix, key_hash, team_id, created_by)
+  VALUES (v_bot, p_name, p_prefix, p_key_hash, p_team, current_app_user()) RETURNING id INTO v_key;
+  RETURN v_key;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.create_user(p_email text, p_password_hash text, p_role text DEFAULT 'user'::text)
  RETURNS uuid
  LANGUAGE plpgsql
@@ -142,6 +254,34 @@ CREATE OR REPLACE FUNCTION public.current_app_user()
  LANGUAGE sql
  STABLE
 AS $function$ SELECT NULLIF(current_setting('app.user_id', true), '')::uuid $function$;
+
+CREATE OR REPLACE FUNCTION public.delete_team(p_team uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_balance credit_balances;
+BEGIN
+  PERFORM velro_require_team_role(p_team, 'owner');
+  -- The account's row lock: a reserve for this team waits, then finds no credit.
+  PERFORM 1 FROM credit_accounts WHERE team_id = p_team FOR UPDATE;
+  SELECT * INTO v_balance FROM credit_balances WHERE team_id = p_team;
+  IF v_balance.debits_pending > 0 OR EXISTS (
+       SELECT 1 FROM generations WHERE team_id = p_team AND status IN ('queued', 'running')) THEN
+    RAISE EXCEPTION 'the team has generations in flight' USING ERRCODE = 'VLT09', DETAIL = 'team_has_generations_in_flight';
+  END IF;
+  IF v_balance.available > 0 THEN
+    RAISE EXCEPTION 'the team still holds % credits', v_balance.available
+      USING ERRCODE = 'VLT09', DETAIL = 'team_has_credits';
+  END IF;
+  UPDATE teams SET deleted_at = now(), updated_at = now() WHERE id = p_team;
+  UPDATE api_keys SET revoked_at = now() WHERE team_id = p_team AND revoked_at IS NULL;
+  UPDATE team_invitations SET revoked_at = now()
+  WHERE team_id = p_team AND revoked_at IS NULL AND accepted_at IS NULL;
+  DELETE FROM team_members WHERE team_id = p_team;
+END $function$;
 
 CREATE OR REPLACE FUNCTION public.find_generations_by_provider_request(p_provider text, p_request_key text)
  RETURNS TABLE(id uuid, status text)
@@ -222,15 +362,16 @@ DECLARE
 BEGIN
   -- The unique index on pending_id lets only one resolution of a reservation in; a concurrent one
   -- waits here for it and then inserts nothing.
-  INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, pending_id, generation_id)
-  VALUES (p_id, v_r.account_id, v_r.user_id, 'commit', v_r.amount, v_r.id, v_r.generation_id)
+  INSERT INTO credit_transfers (id, account_id, user_id, team_id, kind, amount, pending_id, generation_id)
+  VALUES (p_id, v_r.account_id, v_r.user_id, v_r.team_id, 'commit', v_r.amount, v_r.id, v_r.generation_id)
   ON CONFLICT DO NOTHING
   RETURNING * INTO v_t;
   IF NOT FOUND THEN
     RETURN ledger_resolution_replay(p_id, p_pending_id, 'commit');
   END IF;
-  INSERT INTO credit_commit_stripes AS s (account_id, stripe, user_id, amount)
-  VALUES (v_t.account_id, floor(random() * 8)::smallint, v_t.user_id, v_t.amount)
+  INSERT INTO credit_commit_stripes AS s (account_id, stripe, user_id, team_id, amount)
+  VALUES (v_t.account_id, floor(random() * 8)::smallint,
+          CASE WHEN v_t.team_id IS NULL THEN v_t.user_id END, v_t.team_id, v_t.amount)
   ON CONFLICT (account_id, stripe) DO UPDATE SET amount = s.amount + excluded.amount;
   RETURN v_t;
 END $function$;
@@ -288,9 +429,9 @@ BEGIN
     -- clock_timestamp(), not now(): the transaction may have started before it got the account lock.
     WHERE account_id = p_account.id AND remaining > 0 AND expires_at <= clock_timestamp()
   LOOP
-    INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, grant_id, reason)
-    VALUES (ledger_derived_id('expire:' || v_lot.grant_id), p_account.id, p_account.user_id, 'expire',
-            v_lot.remaining, v_lot.grant_id, 'grant expired');
+    INSERT INTO credit_transfers (id, account_id, user_id, team_id, kind, amount, grant_id, reason)
+    VALUES (ledger_derived_id('expire:' || v_lot.grant_id), p_account.id, p_account.user_id, p_account.team_id,
+            'expire', v_lot.remaining, v_lot.grant_id, 'grant expired');
     UPDATE credit_lots SET remaining = 0 WHERE grant_id = v_lot.grant_id;
     v_total := v_total + v_lot.remaining;
   END LOOP;
@@ -364,6 +505,49 @@ BEGIN
   RETURN v_t;
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.ledger_grant_team(p_id uuid, p_team uuid, p_amount bigint, p_reason text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_account credit_accounts;
+  v_t credit_transfers;
+BEGIN
+  PERFORM ledger_check_amount(p_amount);
+  SELECT a.* INTO v_account FROM credit_accounts a JOIN teams t ON t.id = a.team_id
+  WHERE a.team_id = p_team AND t.deleted_at IS NULL FOR UPDATE OF a;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no credit account for team %', p_team USING ERRCODE = 'VL404';
+  END IF;
+  SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
+  IF FOUND THEN
+    IF v_t.kind = 'grant' AND v_t.account_id = v_account.id AND v_t.amount = p_amount
+       AND v_t.reason IS NOT DISTINCT FROM p_reason AND v_t.expires_at IS NOT DISTINCT FROM p_expires_at THEN
+      RETURN v_t;
+    END IF;
+    PERFORM ledger_conflict(p_id);
+  END IF;
+  IF p_expires_at IS NOT NULL AND p_expires_at <= now() THEN
+    RAISE EXCEPTION 'expiresAt must be in the future' USING ERRCODE = 'VL400';
+  END IF;
+  INSERT INTO credit_transfers (id, account_id, user_id, team_id, kind, amount, expires_at, reason)
+  VALUES (p_id, v_account.id, NULL, p_team, 'grant', p_amount, p_expires_at, p_reason)
+  RETURNING * INTO v_t;
+  IF p_expires_at IS NOT NULL THEN
+    INSERT INTO credit_lots (grant_id, account_id, user_id, team_id, expires_at, remaining)
+    VALUES (p_id, v_account.id, NULL, p_team, p_expires_at, p_amount);
+  END IF;
+  UPDATE credit_accounts
+  SET credits_posted = credits_posted + p_amount,
+      expiring_credit = expiring_credit + CASE WHEN p_expires_at IS NULL THEN 0 ELSE p_amount END
+  WHERE id = v_account.id;
+  PERFORM team_audit(p_team, 'credits.granted', 'credit_transfer', p_id::text, NULL,
+                     jsonb_build_object('credits', p_amount, 'reason', p_reason, 'expiresAt', p_expires_at));
+  RETURN v_t;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.ledger_pending_reserve(p_pending_id uuid, p_user uuid)
  RETURNS credit_transfers
  LANGUAGE plpgsql
@@ -394,12 +578,17 @@ DECLARE
   v_expired bigint := 0;
   v_to_lots bigint := 0;
 BEGIN
-  INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, pending_id, generation_id, reason)
-  VALUES (p_id, v_r.account_id, v_r.user_id, 'release', v_r.amount, v_r.id, v_r.generation_id, p_reason)
+  INSERT INTO credit_transfers (id, account_id, user_id, team_id, kind, amount, pending_id, generation_id, reason)
+  VALUES (p_id, v_r.account_id, v_r.user_id, v_r.team_id, 'release', v_r.amount, v_r.id, v_r.generation_id, p_reason)
   ON CONFLICT DO NOTHING
   RETURNING * INTO v_t;
   IF NOT FOUND THEN
     RETURN ledger_resolution_replay(p_id, p_pending_id, 'release');
+  END IF;
+  IF v_r.team_id IS NOT NULL THEN
+    UPDATE team_member_usage SET used = used - v_r.amount
+    WHERE team_id = v_r.team_id AND user_id = v_r.user_id
+      AND month = date_trunc('month', v_r.created_at AT TIME ZONE 'UTC')::date;
   END IF;
   IF EXISTS (SELECT 1 FROM credit_allocations WHERE reserve_id = p_pending_id) THEN
     PERFORM 1 FROM credit_accounts WHERE id = v_t.account_id FOR UPDATE;
@@ -410,9 +599,9 @@ BEGIN
       -- Read after the account lock is held (clock_timestamp, not the transaction's start time), so
       -- an expiry that committed while this release waited is seen and the credit not handed back.
       IF v_alloc.expires_at <= clock_timestamp() THEN
-        INSERT INTO credit_transfers (id, account_id, user_id, kind, amount, grant_id, reason)
+        INSERT INTO credit_transfers (id, account_id, user_id, team_id, kind, amount, grant_id, reason)
         VALUES (ledger_derived_id('expire:' || p_id || ':' || v_alloc.grant_id), v_t.account_id,
-                v_t.user_id, 'expire', v_alloc.amount, v_alloc.grant_id, 'grant expired while reserved');
+                v_t.user_id, v_t.team_id, 'expire', v_alloc.amount, v_alloc.grant_id, 'grant expired while reserved');
         v_expired := v_expired + v_alloc.amount;
       ELSE
         UPDATE credit_lots SET remaining = remaining + v_alloc.amount WHERE grant_id = v_alloc.grant_id;
@@ -527,6 +716,115 @@ BEGIN
   END LOOP;
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.ledger_reserve_team(p_id uuid, p_amount bigint, p_generation_id uuid, p_deadline timestamp with time zone, p_team uuid, p_user uuid DEFAULT NULL::uuid)
+ RETURNS credit_transfers
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := ledger_acting_user(p_user);
+  v_role text;
+  v_limit bigint;
+  v_used bigint;
+  v_month date;
+  v_account credit_accounts;
+  v_t credit_transfers;
+  v_lot credit_lots;
+  v_left bigint;
+  v_take bigint;
+BEGIN
+  PERFORM ledger_check_amount(p_amount);
+  IF p_deadline IS NULL THEN
+    RAISE EXCEPTION 'a reservation needs a deadline' USING ERRCODE = 'VL400';
+  END IF;
+  SELECT * INTO v_t FROM credit_transfers WHERE id = p_id;
+  IF FOUND THEN
+    IF v_t.kind = 'reserve' AND v_t.user_id = v_user AND v_t.team_id IS NOT DISTINCT FROM p_team
+       AND v_t.amount = p_amount AND v_t.generation_id IS NOT DISTINCT FROM p_generation_id THEN
+      RETURN v_t; -- replay
+    END IF;
+    PERFORM ledger_conflict(p_id);
+  END IF;
+  SELECT m.role INTO v_role FROM team_members m JOIN teams t ON t.id = m.team_id
+  WHERE m.team_id = p_team AND m.user_id = v_user AND t.deleted_at IS NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no team % for user %', p_team, v_user USING ERRCODE = 'VL404';
+  END IF;
+  IF v_role = 'viewer' THEN
+    RAISE EXCEPTION 'a viewer cannot spend the team''s credits; needs the role member'
+      USING ERRCODE = 'VL403', DETAIL = 'member';
+  END IF;
+
+  INSERT INTO credit_transfers (id, account_id, user_id, team_id, kind, amount, generation_id, expires_at)
+  SELECT p_id, a.id, v_user, p_team, 'reserve', p_amount, p_generation_id, p_deadline
+  FROM credit_accounts a WHERE a.team_id = p_team
+  ON CONFLICT (id) DO NOTHING
+  RETURNING * INTO v_t;
+  IF NOT FOUND THEN
+    -- The same id, inserted meanwhile by a concurrent call: answer as a replay would.
+    RETURN ledger_reserve_team(p_id, p_amount, p_generation_id, p_deadline, p_team, v_user);
+  END IF;
+
+  v_month := date_trunc('month', v_t.created_at AT TIME ZONE 'UTC')::date;
+  INSERT INTO team_member_usage (team_id, user_id, month) VALUES (p_team, v_user, v_month)
+  ON CONFLICT DO NOTHING;
+  UPDATE team_member_usage u SET used = u.used + p_amount
+  FROM team_members m
+  WHERE u.team_id = p_team AND u.user_id = v_user AND u.month = v_month
+    AND m.team_id = p_team AND m.user_id = v_user
+    AND (m.monthly_spend_limit IS NULL OR u.used + p_amount <= m.monthly_spend_limit);
+  IF NOT FOUND THEN
+    SELECT m.monthly_spend_limit INTO v_limit FROM team_members m WHERE m.team_id = p_team AND m.user_id = v_user;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no team % for user %', p_team, v_user USING ERRCODE = 'VL404';
+    END IF;
+    SELECT u.used INTO v_used FROM team_member_usage u
+    WHERE u.team_id = p_team AND u.user_id = v_user AND u.month = v_month;
+    RAISE EXCEPTION 'monthly spend limit of % credits: % left this month, % needed',
+      v_limit, greatest(v_limit - v_used, 0), p_amount
+      USING ERRCODE = 'VL429',
+            DETAIL = json_build_object('limit', v_limit, 'remaining', greatest(v_limit - v_used, 0))::text;
+  END IF;
+
+  -- The account, as ledger_reserve: fast path without expiring credit, else draw soonest-expiring first.
+  UPDATE credit_accounts SET debits_pending = debits_pending + p_amount
+  WHERE id = v_t.account_id AND expiring_credit = 0
+    AND credits_posted - debits_posted - debits_pending >= p_amount;
+  IF FOUND THEN
+    RETURN v_t;
+  END IF;
+  SELECT * INTO v_account FROM credit_accounts WHERE id = v_t.account_id FOR UPDATE;
+  IF v_account.expiring_credit > 0 AND ledger_expire_lapsed_lots(v_account) > 0 THEN
+    SELECT * INTO v_account FROM credit_accounts WHERE id = v_account.id;
+  END IF;
+  IF v_account.credits_posted - v_account.debits_posted - v_account.debits_pending < p_amount THEN
+    RAISE EXCEPTION 'insufficient credits: % available, % needed',
+      v_account.credits_posted - v_account.debits_posted - v_account.debits_pending, p_amount
+      USING ERRCODE = 'VL402';
+  END IF;
+  v_left := least(p_amount, v_account.expiring_credit);
+  FOR v_lot IN
+    SELECT * FROM credit_lots WHERE account_id = v_account.id AND remaining > 0
+    ORDER BY expires_at, grant_id
+  LOOP
+    EXIT WHEN v_left = 0;
+    v_take := least(v_left, v_lot.remaining);
+    UPDATE credit_lots SET remaining = remaining - v_take WHERE grant_id = v_lot.grant_id;
+    INSERT INTO credit_allocations (reserve_id, grant_id, user_id, team_id, amount)
+    VALUES (p_id, v_lot.grant_id, NULL, p_team, v_take);
+    v_left := v_left - v_take;
+  END LOOP;
+  IF v_left > 0 THEN
+    RAISE EXCEPTION 'ledger lots out of step with account % expiring_credit', v_account.id;
+  END IF;
+  UPDATE credit_accounts
+  SET debits_pending = debits_pending + p_amount,
+      expiring_credit = expiring_credit - least(p_amount, v_account.expiring_credit)
+  WHERE id = v_account.id;
+  RETURN v_t;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.ledger_resolution_replay(p_id uuid, p_pending_id uuid, p_kind text)
  RETURNS credit_transfers
  LANGUAGE plpgsql
@@ -623,6 +921,204 @@ AS $function$
   WHERE a.id = p_id AND g.status = 'succeeded'
 $function$;
 
+CREATE OR REPLACE FUNCTION public.team_audit(p_team uuid, p_action text, p_target_type text, p_target_id text, p_before jsonb, p_after jsonb)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  INSERT INTO team_audit_events (team_id, actor_user_id, actor_api_key_id, action, target_type, target_id,
+                                 before, after, request_id)
+  VALUES (p_team, current_app_user(), NULLIF(current_setting('app.api_key_id', true), '')::uuid, p_action,
+          p_target_type, p_target_id, p_before, p_after, NULLIF(current_setting('app.request_id', true), ''))
+$function$;
+
+CREATE OR REPLACE FUNCTION public.team_invitations_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_shown jsonb := jsonb_build_object('email', NEW.email, 'role', NEW.role, 'expiresAt', NEW.expires_at);
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM team_audit(NEW.team_id, 'invitation.created', 'invitation', NEW.id::text, NULL, v_shown);
+  ELSIF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
+    PERFORM team_audit(NEW.team_id, 'invitation.revoked', 'invitation', NEW.id::text, v_shown, NULL);
+  ELSIF NEW.accepted_at IS NOT NULL AND OLD.accepted_at IS NULL THEN
+    PERFORM team_audit(NEW.team_id, 'invitation.accepted', 'invitation', NEW.id::text, v_shown,
+                       jsonb_build_object('userId', NEW.accepted_by));
+  END IF;
+  RETURN NULL;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.team_members_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_row team_members := coalesce(NEW, OLD);
+BEGIN
+  -- A team key's bot is audited as the key (api_key.created / api_key.revoked).
+  IF (SELECT kind FROM users WHERE id = v_row.user_id) = 'team_key' THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    PERFORM team_audit(NEW.team_id, 'member.added', 'user', NEW.user_id::text, NULL,
+                       jsonb_build_object('role', NEW.role, 'monthlySpendLimit', NEW.monthly_spend_limit));
+  ELSIF TG_OP = 'DELETE' THEN
+    PERFORM team_audit(OLD.team_id, 'member.removed', 'user', OLD.user_id::text,
+                       jsonb_build_object('role', OLD.role, 'monthlySpendLimit', OLD.monthly_spend_limit), NULL);
+  ELSE
+    IF NEW.role IS DISTINCT FROM OLD.role THEN
+      PERFORM team_audit(NEW.team_id, 'member.role_changed', 'user', NEW.user_id::text,
+                         jsonb_build_object('role', OLD.role), jsonb_build_object('role', NEW.role));
+    END IF;
+    IF NEW.monthly_spend_limit IS DISTINCT FROM OLD.monthly_spend_limit THEN
+      PERFORM team_audit(NEW.team_id, 'member.spend_limit_changed', 'user', NEW.user_id::text,
+                         jsonb_build_object('monthlySpendLimit', OLD.monthly_spend_limit),
+                         jsonb_build_object('monthlySpendLimit', NEW.monthly_spend_limit));
+    END IF;
+  END IF;
+  RETURN NULL;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.team_members_guard()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_actor_rank integer;
+BEGIN
+  IF current_user <> 'velro_app' THEN
+    RETURN coalesce(NEW, OLD);
+  END IF;
+  IF OLD.role = 'owner' AND (TG_OP = 'DELETE' OR NEW.role <> 'owner') THEN
+    RAISE EXCEPTION 'the owner stays until ownership is transferred' USING ERRCODE = 'VLT09';
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  IF NEW.role = 'owner' AND OLD.role <> 'owner' THEN
+    RAISE EXCEPTION 'ownership moves only by transfer' USING ERRCODE = 'VLT09';
+  END IF;
+  v_actor_rank := velro_role_rank(velro_team_role(NEW.team_id));
+  IF velro_role_rank(OLD.role) > v_actor_rank OR velro_role_rank(NEW.role) > v_actor_rank THEN
+    RAISE EXCEPTION 'needs the role %', OLD.role USING ERRCODE = 'VL403';
+  END IF;
+  NEW.updated_at := now();
+  RETURN NEW;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.team_owner_check()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_team uuid := CASE WHEN TG_TABLE_NAME = 'teams' THEN NEW.id ELSE coalesce(NEW.team_id, OLD.team_id) END;
+BEGIN
+  IF EXISTS (SELECT 1 FROM teams WHERE id = v_team AND deleted_at IS NULL)
+     AND NOT EXISTS (SELECT 1 FROM team_members WHERE team_id = v_team AND role = 'owner') THEN
+    RAISE EXCEPTION 'team % must have exactly one owner', v_team USING ERRCODE = 'VLT09';
+  END IF;
+  RETURN NULL;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.teams_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM team_audit(NEW.id, 'team.created', 'team', NEW.id::text, NULL, jsonb_build_object('name', NEW.name));
+  ELSIF NEW.deleted_at IS NOT NULL AND OLD.deleted_at IS NULL THEN
+    PERFORM team_audit(NEW.id, 'team.deleted', 'team', NEW.id::text, jsonb_build_object('name', OLD.name), NULL);
+  ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+    PERFORM team_audit(NEW.id, 'team.renamed', 'team', NEW.id::text,
+                       jsonb_build_object('name', OLD.name), jsonb_build_object('name', NEW.name));
+  END IF;
+  RETURN NULL;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.transfer_team_ownership(p_team uuid, p_user uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_owner uuid := current_app_user();
+BEGIN
+  PERFORM velro_require_team_role(p_team, 'owner');
+  IF p_user = v_owner THEN
+    RETURN;
+  END IF;
+  PERFORM 1 FROM team_members m JOIN users u ON u.id = m.user_id
+  WHERE m.team_id = p_team AND m.user_id = p_user AND u.kind = 'person' FOR UPDATE OF m;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no member % in team %', p_user, p_team USING ERRCODE = 'VL404';
+  END IF;
+  UPDATE team_members SET role = 'admin', updated_at = now() WHERE team_id = p_team AND user_id = v_owner;
+  UPDATE team_members SET role = 'owner', updated_at = now() WHERE team_id = p_team AND user_id = p_user;
+  PERFORM team_audit(p_team, 'ownership.transferred', 'user', p_user::text,
+                     jsonb_build_object('owner', v_owner), jsonb_build_object('owner', p_user));
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.velro_require_team_role(p_team uuid, p_needed text)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_role text := velro_team_role(p_team);
+BEGIN
+  IF v_role IS NULL THEN
+    RAISE EXCEPTION 'no team % for the caller', p_team USING ERRCODE = 'VL404';
+  END IF;
+  IF velro_role_rank(v_role) < velro_role_rank(p_needed) THEN
+    RAISE EXCEPTION 'needs the role %', p_needed USING ERRCODE = 'VL403', DETAIL = p_needed;
+  END IF;
+  RETURN v_role;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.velro_role_rank(p_role text)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT CASE p_role WHEN 'owner' THEN 4 WHEN 'admin' THEN 3 WHEN 'member' THEN 2 WHEN 'viewer' THEN 1 ELSE 0 END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.velro_shares_team(p_user uuid)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT EXISTS (
+    SELECT 1 FROM team_members a JOIN team_members b ON b.team_id = a.team_id JOIN teams t ON t.id = a.team_id
+    WHERE a.user_id = current_app_user() AND b.user_id = p_user AND t.deleted_at IS NULL)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.velro_team_role(p_team uuid)
+ RETURNS text
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT m.role FROM team_members m JOIN teams t ON t.id = m.team_id
+  WHERE m.team_id = p_team AND m.user_id = current_app_user() AND t.deleted_at IS NULL
+$function$;
+
 -- Views (1)
 
 CREATE VIEW credit_balances WITH (security_invoker=true) AS
@@ -632,13 +1128,14 @@ CREATE VIEW credit_balances WITH (security_invoker=true) AS
     a.debits_posted + s.committed AS debits_posted,
     a.debits_pending - s.committed AS debits_pending,
     a.credits_posted - a.debits_posted - a.debits_pending AS available,
-    a.expiring_credit
+    a.expiring_credit,
+    a.team_id
    FROM credit_accounts a
      CROSS JOIN LATERAL ( SELECT COALESCE(sum(credit_commit_stripes.amount), 0::numeric)::bigint AS committed
            FROM credit_commit_stripes
           WHERE credit_commit_stripes.account_id = a.id) s;
 
--- Policies (31)
+-- Policies (53)
 
 CREATE POLICY api_keys_owner ON api_keys
   AS PERMISSIVE FOR ALL TO velro_app
@@ -650,10 +1147,26 @@ CREATE POLICY api_keys_system ON api_keys
   USING (true)
   WITH CHECK (true);
 
-CREATE POLICY assets_owner ON assets
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+CREATE POLICY api_keys_team_admin ON api_keys
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
+CREATE POLICY api_keys_team_revoke ON api_keys
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))))
+  WITH CHECK (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
+CREATE POLICY assets_create ON assets
+  AS PERMISSIVE FOR INSERT TO velro_app
   WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY assets_read ON assets
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) IS NOT NULL) OR (user_id = ( SELECT current_app_user() AS current_app_user)))
+END);
 
 CREATE POLICY assets_system ON assets
   AS PERMISSIVE FOR ALL TO velro_system
@@ -661,8 +1174,12 @@ CREATE POLICY assets_system ON assets
   WITH CHECK (true);
 
 CREATE POLICY credit_accounts_owner ON credit_accounts
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE (velro_team_role(team_id) IS NOT NULL)
+END);
 
 CREATE POLICY credit_accounts_system ON credit_accounts
   AS PERMISSIVE FOR ALL TO velro_system
@@ -670,8 +1187,12 @@ CREATE POLICY credit_accounts_system ON credit_accounts
   WITH CHECK (true);
 
 CREATE POLICY credit_allocations_owner ON credit_allocations
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE (velro_team_role(team_id) IS NOT NULL)
+END);
 
 CREATE POLICY credit_allocations_system ON credit_allocations
   AS PERMISSIVE FOR ALL TO velro_system
@@ -679,8 +1200,12 @@ CREATE POLICY credit_allocations_system ON credit_allocations
   WITH CHECK (true);
 
 CREATE POLICY credit_commit_stripes_owner ON credit_commit_stripes
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE (velro_team_role(team_id) IS NOT NULL)
+END);
 
 CREATE POLICY credit_commit_stripes_system ON credit_commit_stripes
   AS PERMISSIVE FOR ALL TO velro_system
@@ -688,8 +1213,12 @@ CREATE POLICY credit_commit_stripes_system ON credit_commit_stripes
   WITH CHECK (true);
 
 CREATE POLICY credit_lots_owner ON credit_lots
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE (velro_team_role(team_id) IS NOT NULL)
+END);
 
 CREATE POLICY credit_lots_system ON credit_lots
   AS PERMISSIVE FOR ALL TO velro_system
@@ -697,18 +1226,34 @@ CREATE POLICY credit_lots_system ON credit_lots
   WITH CHECK (true);
 
 CREATE POLICY credit_transfers_owner ON credit_transfers
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) IS NOT NULL)))
+END);
 
 CREATE POLICY credit_transfers_system ON credit_transfers
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
 
-CREATE POLICY generations_owner ON generations
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
-  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+CREATE POLICY generations_create ON generations
+  AS PERMISSIVE FOR INSERT TO velro_app
+  WITH CHECK (((user_id = ( SELECT current_app_user() AS current_app_user)) AND ((team_id IS NULL) OR (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text])))));
+
+CREATE POLICY generations_progress ON generations
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING (((user_id = ( SELECT current_app_user() AS current_app_user)) OR ((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])))))
+  WITH CHECK (((user_id = ( SELECT current_app_user() AS current_app_user)) OR ((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])))));
+
+CREATE POLICY generations_read ON generations
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) IS NOT NULL) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (completed_at IS NULL)))
+END);
 
 CREATE POLICY generations_system ON generations
   AS PERMISSIVE FOR ALL TO velro_system
@@ -725,10 +1270,38 @@ CREATE POLICY idempotency_keys_system ON idempotency_keys
   USING (true)
   WITH CHECK (true);
 
-CREATE POLICY projects_owner ON projects
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
-  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+CREATE POLICY projects_change ON projects
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) = 'member'::text)))
+END)
+  WITH CHECK (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) = 'member'::text)))
+END);
+
+CREATE POLICY projects_create ON projects
+  AS PERMISSIVE FOR INSERT TO velro_app
+  WITH CHECK (((user_id = ( SELECT current_app_user() AS current_app_user)) AND ((team_id IS NULL) OR (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text])))));
+
+CREATE POLICY projects_delete ON projects
+  AS PERMISSIVE FOR DELETE TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) = 'member'::text)))
+END);
+
+CREATE POLICY projects_read ON projects
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE (velro_team_role(team_id) IS NOT NULL)
+END);
 
 CREATE POLICY projects_system ON projects
   AS PERMISSIVE FOR ALL TO velro_system
@@ -736,6 +1309,66 @@ CREATE POLICY projects_system ON projects
   WITH CHECK (true);
 
 CREATE POLICY provider_webhook_receipts_system ON provider_webhook_receipts
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY team_audit_events_admin ON team_audit_events
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])));
+
+CREATE POLICY team_audit_events_system ON team_audit_events
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY team_invitations_admin ON team_invitations
+  AS PERMISSIVE FOR ALL TO velro_app
+  USING ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])))
+  WITH CHECK (((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) AND (invited_by = ( SELECT current_app_user() AS current_app_user)) AND (velro_role_rank(role) <= velro_role_rank(velro_team_role(team_id)))));
+
+CREATE POLICY team_invitations_system ON team_invitations
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY team_member_usage_reader ON team_member_usage
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING ((((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) IS NOT NULL)) OR (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
+CREATE POLICY team_member_usage_system ON team_member_usage
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY team_members_admin_update ON team_members
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])))
+  WITH CHECK ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])));
+
+CREATE POLICY team_members_member ON team_members
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING ((velro_team_role(team_id) IS NOT NULL));
+
+CREATE POLICY team_members_remove ON team_members
+  AS PERMISSIVE FOR DELETE TO velro_app
+  USING (((user_id = ( SELECT current_app_user() AS current_app_user)) OR (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
+CREATE POLICY team_members_system ON team_members
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY teams_admin_update ON teams
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING ((velro_team_role(id) = ANY (ARRAY['owner'::text, 'admin'::text])))
+  WITH CHECK ((velro_team_role(id) = ANY (ARRAY['owner'::text, 'admin'::text])));
+
+CREATE POLICY teams_member ON teams
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING ((velro_team_role(id) IS NOT NULL));
+
+CREATE POLICY teams_system ON teams
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
@@ -749,6 +1382,10 @@ CREATE POLICY users_system ON users
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
+
+CREATE POLICY users_teammates ON users
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (velro_shares_team(id));
 
 CREATE POLICY webhook_deliveries_owner ON webhook_deliveries
   AS PERMISSIVE FOR ALL TO velro_app

@@ -308,7 +308,7 @@ describe('the database wall: the velro_app login cannot step around row-level se
     expect(can.rows[0]).toEqual({ system: false, owner: false, create: false });
   });
 
-  it('lets velro_app execute only the audited functions (db/migrations/008): each acts for app.user_id or by capability', async () => {
+  it('lets velro_app execute only the audited functions (db/migrations/008, 009): each acts for app.user_id or by capability', async () => {
     const { rows } = await app.query<{ fn: string }>(
       `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
        WHERE n.nspname = 'public' AND p.prokind = 'f' AND has_function_privilege('velro_app', p.oid, 'EXECUTE')
@@ -316,13 +316,18 @@ describe('the database wall: the velro_app login cannot step around row-level se
        ORDER BY 1`,
     );
     expect(rows.map((r) => r.fn)).toEqual([
+      'accept_team_invitation(bytea)',
       'admin_grant_credits(uuid,uuid,bigint,text,timestamp with time zone)',
+      'admin_grant_team_credits(uuid,uuid,bigint,text,timestamp with time zone)',
       'auth_api_key(bytea)',
       'auth_password_check(text,text)',
       'auth_password_params(text)',
       'auth_password_rehash(text,text)',
       'auth_user(uuid)',
+      'create_team(text)',
+      'create_team_api_key(uuid,text,text,bytea)',
       'current_app_user()',
+      'delete_team(uuid)',
       'generation_statuses(uuid[])',
       'ledger_check_amount(bigint)',
       'ledger_commit(uuid,uuid,uuid)',
@@ -331,11 +336,17 @@ describe('the database wall: the velro_app login cannot step around row-level se
       'ledger_release(uuid,uuid,text,uuid)',
       'ledger_reserve(uuid,bigint,uuid,timestamp with time zone,uuid)',
       'ledger_reserve_batch(uuid,uuid[],bigint[],uuid[],timestamp with time zone[])',
+      'ledger_reserve_team(uuid,bigint,uuid,timestamp with time zone,uuid,uuid)',
       'provider_request_key(text)',
       'provider_webhook_generations(text,text)',
       'record_provider_webhook(text,text)',
       'register_user(text,text)',
       'signed_asset(uuid)',
+      'transfer_team_ownership(uuid,uuid)',
+      'velro_require_team_role(uuid,text)',
+      'velro_role_rank(text)',
+      'velro_shares_team(uuid)',
+      'velro_team_role(uuid)',
     ]);
   });
 
