@@ -4,7 +4,12 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     detail: string,
-    readonly extra: { headers?: Record<string, string>; errors?: { path: string; message: string }[] } = {},
+    readonly extra: {
+      headers?: Record<string, string>;
+      errors?: { path: string; message: string }[];
+      /** RFC 9457 extension members, e.g. `requiredRole`, or `limit` and `remaining` of a spend limit. */
+      members?: Record<string, string | number | null>;
+    } = {},
   ) {
     super(detail);
     this.name = 'ApiError';
@@ -38,6 +43,7 @@ export interface Problem {
   code: string;
   requestId: string;
   errors?: { path: string; message: string }[];
+  [member: string]: unknown;
 }
 
 /** RFC 9457 problem details, with Velro's `code` and `requestId`. */
@@ -47,8 +53,10 @@ export function problem(
   detail: string,
   requestId: string,
   errors?: Problem['errors'],
+  members?: Record<string, string | number | null>,
 ): Problem {
   return {
+    ...members,
     type: `urn:velro:error:${code}`,
     title: TITLES[status] ?? 'Error',
     status,
@@ -58,5 +66,14 @@ export function problem(
     ...(errors ? { errors } : {}),
   };
 }
+
+/** 404 for a team the caller is not a member of (never reveal a team to outsiders). */
+export const teamNotFound = () => new ApiError(404, 'not_found', 'Team not found.');
+
+/** 403 naming the team role an action needs. */
+export const needsRole = (role: string, action?: string) =>
+  new ApiError(403, 'forbidden', `${action ? `${action} needs` : 'This needs'} the team role ${role} or higher.`, {
+    members: { requiredRole: role },
+  });
 
 export const notFound = (what: string) => new ApiError(404, 'not_found', `${what} not found`);

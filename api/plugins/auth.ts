@@ -12,6 +12,11 @@ export interface Caller {
   role: Role;
   /** The API key the request came with; null when it came with a login token (JWT). */
   apiKeyId: string | null;
+  /**
+   * A team key's team: the caller is then the key's bot user (a member of that team), and what it
+   * makes is the team's unless the request names another team. Null for personal keys and tokens.
+   */
+  teamId: string | null;
 }
 
 declare module 'fastify' {
@@ -78,14 +83,14 @@ export default fp(
         if (!looksLikeApiKey(credential)) throw unauthorized('That is not a Velro API key.');
         const owner = await apiKeyOwner(app.db, credential);
         if (!owner) throw unauthorized('Unknown or revoked API key.');
-        return { id: owner.userId, role: owner.role, apiKeyId: owner.apiKeyId };
+        return { id: owner.userId, role: owner.role, apiKeyId: owner.apiKeyId, teamId: owner.teamId };
       }
 
       const check = verifyJwt(key, credential);
       if (!check.ok) throw unauthorized(TOKEN_PROBLEMS[check.reason]);
       const user = await userRole(app.db, check.claims.sub);
       if (!user) throw unauthorized('This account no longer exists.');
-      return { id: user.userId, role: user.role, apiKeyId: null };
+      return { id: user.userId, role: user.role, apiKeyId: null, teamId: null };
     }
 
     app.decorate('authenticate', async (req: FastifyRequest) => {

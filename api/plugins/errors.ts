@@ -14,7 +14,7 @@ export default fp(
       if (err instanceof ApiError) {
         return send(
           err.status,
-          problem(err.status, err.code, err.message, req.id, err.extra.errors),
+          problem(err.status, err.code, err.message, req.id, err.extra.errors, err.extra.members),
           err.extra.headers,
         );
       }

@@ -4,17 +4,10 @@ import { withUserTx } from '../../lib/db/pool';
 import { LedgerError } from '../../lib/ledger/errors';
 import * as ledger from '../../lib/ledger/ledger';
 import { ApiError } from '../errors';
+import { ledgerProblem } from '../ledger-problems';
 import { callerOf } from '../plugins/auth';
 import { grantBody, grantSchema } from '../schemas/admin';
 import { errorResponses, problemSchema } from '../schemas/common';
-
-const CODES = {
-  invalid_amount: [400, 'invalid_amount'],
-  not_found: [404, 'not_found'],
-  transfer_conflict: [409, 'transfer_conflict'],
-  insufficient_credits: [402, 'insufficient_credits'],
-  already_resolved: [409, 'transfer_conflict'],
-} as const;
 
 const admin: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -48,9 +41,7 @@ const admin: FastifyPluginAsyncZod = async (app) => {
         );
       } catch (err) {
         if (err instanceof LedgerError) {
-          const [status, code] = CODES[err.code];
-          const detail = err.code === 'not_found' ? `User ${body.userId} not found` : err.message;
-          throw new ApiError(status, code, detail);
+          throw ledgerProblem(err, `User ${body.userId} not found`);
         }
         // Demoted between the check above and the grant.
         if ((err as { code?: string }).code === '42501') {
@@ -69,7 +60,7 @@ const admin: FastifyPluginAsyncZod = async (app) => {
       return reply.status(201).send({
         id: t.id,
         kind: 'grant' as const,
-        userId: t.userId,
+        userId: t.userId!,
         amount: t.amount,
         reason: t.reason,
         expiresAt: t.expiresAt?.toISOString() ?? null,

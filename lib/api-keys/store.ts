@@ -80,11 +80,11 @@ export async function revokeApiKey(tx: Tx, id: string): Promise<boolean> {
 export async function apiKeyOwner(
   db: Db,
   key: string,
-): Promise<{ userId: string; role: Role; apiKeyId: string } | undefined> {
-  const { rows } = await db.query<{ user_id: string; role: Role; api_key_id: string }>(
-    'SELECT user_id, role, api_key_id FROM auth_api_key($1)',
+): Promise<{ userId: string; role: Role; apiKeyId: string; teamId: string | null } | undefined> {
+  const { rows } = await db.query<{ user_id: string; role: Role; api_key_id: string; team_id: string | null }>(
+    'SELECT user_id, role, api_key_id, team_id FROM auth_api_key($1)',
     [hashApiKey(key)],
   );
   const row = rows[0];
-  return row && { userId: row.user_id, role: row.role, apiKeyId: row.api_key_id };
+  return row && { userId: row.user_id, role: row.role, apiKeyId: row.api_key_id, teamId: row.team_id };
 }

@@ -63,12 +63,32 @@ async function inTransaction<T>(
 }
 
 /**
- * Runs `fn` in a transaction that row-level security scopes to `userId`: every tenant query inside
- * sees and writes only that user's rows. The setting is transaction-local, so it never leaks to the
- * next user of the pooled connection.
+ * Who a transaction acts for: the user row-level security scopes it to, and, for the audit trail
+ * (team_audit_events, db/migrations/009), the request and API key it came with.
  */
-export function withUserTx<T>(db: Db, userId: string, fn: (c: Tx) => Promise<T>): Promise<T> {
-  return inTransaction(db, (c) => c.query(`SELECT set_config('app.user_id', $1, true)`, [userId]), fn);
+export interface TxScope {
+  userId: string;
+  requestId?: string | null;
+  apiKeyId?: string | null;
+}
+
+/**
+ * Runs `fn` in a transaction that row-level security scopes to the user: every tenant query inside
+ * sees and writes only that user's rows (and its teams' rows, by membership). The settings are
+ * transaction-local, so they never leak to the next user of the pooled connection.
+ */
+export function withUserTx<T>(db: Db, scope: string | TxScope, fn: (c: Tx) => Promise<T>): Promise<T> {
+  const s = typeof scope === 'string' ? { userId: scope } : scope;
+  return inTransaction(
+    db,
+    (c) =>
+      c.query(
+        `SELECT set_config('app.user_id', $1, true), set_config('app.request_id', $2, true),
+                set_config('app.api_key_id', $3, true)`,
+        [s.userId, s.requestId ?? '', s.apiKeyId ?? ''],
+      ),
+    fn,
+  );
 }
 
 /** A pool for the velro_system login (no SET ROLE: the login itself is the role). */

@@ -8,7 +8,10 @@ export interface Transfer {
   id: string;
   kind: 'grant' | 'reserve' | 'commit' | 'release' | 'expire';
   amount: number;
-  userId: string;
+  /** The account's user; on a team account, the member who acted (null on grants and expiries). */
+  userId: string | null;
+  /** The team whose account this is; null for a personal account. */
+  teamId: string | null;
   pendingId: string | null;
   generationId: string | null;
   expiresAt: Date | null;
@@ -26,7 +29,7 @@ export interface Balance {
 
 /** A Transfer's columns, of the row `of` (a table alias or a composite, e.g. `(b.transfer).`). */
 const transferColumns = (of = '') =>
-  `${of}id, ${of}kind, ${of}amount, ${of}user_id AS "userId", ${of}pending_id AS "pendingId",
+  `${of}id, ${of}kind, ${of}amount, ${of}user_id AS "userId", ${of}team_id AS "teamId", ${of}pending_id AS "pendingId",
   ${of}generation_id AS "generationId", ${of}expires_at AS "expiresAt", ${of}reason, ${of}created_at AS "createdAt"`;
 
 /** A transaction already scoped to the user (withUserTx), or the pool for a call that is its own transaction. */
@@ -142,11 +145,18 @@ interface ActingUser {
   userId?: string;
 }
 
+/**
+ * Reserves from the acting user's account, or, with `teamId`, from that team's account for the
+ * acting member (ledger_reserve_team: membership, role and monthly spend limit checked in the same
+ * transaction). Team reserves are not batched: they queue on the member's usage row anyway.
+ */
 export async function reserve(
   q: Runner,
-  p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date },
+  p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date; teamId?: string | null },
 ) {
   checkAmount(p.amount);
+  if (p.teamId)
+    return callActing(q, 'ledger_reserve_team', [p.id, p.amount, p.generationId, p.deadline, p.teamId], p.userId);
   if (q instanceof pg.Pool && p.userId) return reserveBatcherOf(q).run({ ...p, userId: p.userId });
   return reserveNow(q, p);
 }
@@ -178,21 +188,29 @@ export function release(q: Runner, p: ActingUser & { id: string; pendingId: stri
   return callActing(q, 'ledger_release', [p.id, p.pendingId, p.reason ?? null], p.userId);
 }
 
-type GrantRequest = { id: string; userId: string; amount: number; reason: string; expiresAt?: Date | null };
+/** A grant to a user (`userId`) or to a team (`teamId`): exactly one of them. */
+type GrantRequest = { id: string; amount: number; reason: string; expiresAt?: Date | null } & (
+  | { userId: string; teamId?: undefined }
+  | { teamId: string; userId?: undefined }
+);
 
-function grantThrough(fn: 'ledger_grant' | 'admin_grant_credits', tx: Tx, p: GrantRequest) {
+function grantThrough(system: boolean, tx: Tx, p: GrantRequest) {
   checkAmount(p.amount);
-  return call(tx, `${fn}($1, $2, $3, $4, $5)`, [p.id, p.userId, p.amount, p.reason, p.expiresAt ?? null]);
+  const fn = p.teamId
+    ? system ? 'ledger_grant_team' : 'admin_grant_team_credits'
+    : system ? 'ledger_grant' : 'admin_grant_credits';
+  return call(tx, `${fn}($1, $2, $3, $4, $5)`, [p.id, p.teamId ?? p.userId, p.amount, p.reason, p.expiresAt ?? null]);
 }
 
 /** A grant, in a system transaction (admin commands, tests). */
-export const grant = (tx: Tx, p: GrantRequest) => grantThrough('ledger_grant', tx, p);
+export const grant = (tx: Tx, p: GrantRequest) => grantThrough(true, tx, p);
 
 /**
  * A grant made by an admin: in a transaction scoped to the admin (withUserTx), on the velro_app
- * login. The database checks the role of app.user_id (admin_grant_credits, db/migrations/008).
+ * login. The database checks the role of app.user_id (admin_grant_credits, db/migrations/008;
+ * admin_grant_team_credits, 009).
  */
-export const adminGrant = (tx: Tx, p: GrantRequest) => grantThrough('admin_grant_credits', tx, p);
+export const adminGrant = (tx: Tx, p: GrantRequest) => grantThrough(false, tx, p);
 
 /** The balance of the user the transaction is scoped to. */
 export async function balance(tx: Tx, userId: string): Promise<Balance> {
@@ -204,14 +222,22 @@ export async function balance(tx: Tx, userId: string): Promise<Balance> {
             coalesce(x.expired, 0) AS expired
      FROM credit_balances a
      LEFT JOIN LATERAL (SELECT sum(amount)::bigint AS expired FROM credit_transfers
-                        WHERE user_id = a.user_id AND kind = 'expire') x ON true
+                        WHERE user_id = a.user_id AND team_id IS NULL AND kind = 'expire') x ON true
      WHERE a.user_id = $1`,
     [userId],
   );
   return rows[0] ?? { available: 0, reserved: 0, spent: 0, granted: 0, expired: 0 };
 }
 
-/** One page of the transfers of the user the transaction is scoped to, newest first (`limit + 1` rows: see newestFirst). */
+/**
+ * One page of the personal account's transfers of the user the transaction is scoped to, newest
+ * first (`limit + 1` rows: see newestFirst). Row-level security also shows the lines of its teams;
+ * those are the team's (GET /v1/teams/:id/credits/transactions), not listed here.
+ */
 export function listTransfers(tx: Tx, page: { after?: PageAfter; limit: number }): Promise<Transfer[]> {
-  return newestFirst<Transfer>(tx, { select: `SELECT ${transferColumns()} FROM credit_transfers`, ...page });
+  return newestFirst<Transfer>(tx, {
+    select: `SELECT ${transferColumns()} FROM credit_transfers`,
+    where: ['team_id IS NULL'],
+    ...page,
+  });
 }

@@ -265,7 +265,7 @@ describe('the idempotency plugin on a route with a one-time secret', () => {
         async (a) => {
           a.decorateRequest('caller', null);
           a.addHook('onRequest', async (req) => {
-            req.caller = { id: userId, role: 'user', apiKeyId: null };
+            req.caller = { id: userId, role: 'user', apiKeyId: null, teamId: null };
           });
         },
         { name: 'auth' },
