@@ -2,17 +2,20 @@ import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ApiCallError, VelroClient } from './client';
 import { resolveConfig, saveConfig } from './config';
+import { teams, TEAMS_USAGE } from './teams';
+import { UsageError, type Out } from './usage';
 
 const USAGE = `velro — the Velro API from a terminal
 
 Usage:
   velro login [--url URL] [--key KEY]        check a key and save it (or read it from VELRO_API_KEY)
   velro models                              the model catalog
-  velro credits                             your balance
-  velro generate --model ID "prompt" [--input key=value ...] [--wait] [--out FILE]
-  velro list [--status S] [--model ID] [--limit N]
+  velro credits [--team TEAM]               your balance (or the team's)
+  velro generate --model ID "prompt" [--input key=value ...] [--team TEAM] [--wait] [--out FILE]
+  velro list [--status S] [--model ID] [--team TEAM] [--limit N]
   velro get ID
   velro cancel ID
+${TEAMS_USAGE}
 
 Options: --url (VELRO_URL), --key (VELRO_API_KEY), --json for machine-readable output.
 The config file is ~/.config/velro/config.json (VELRO_CONFIG overrides).`;
@@ -27,8 +30,6 @@ interface Generation {
   error: { code: string; message: string } | null;
   createdAt: string;
 }
-
-type Out = (human: string, json: unknown) => void;
 
 /** `key=value` → value as JSON when it parses (numbers, booleans), else the string. */
 function parseInputs(pairs: string[]): Record<string, unknown> {
@@ -48,8 +49,6 @@ function parseInputs(pairs: string[]): Record<string, unknown> {
   return input;
 }
 
-class UsageError extends Error {}
-
 function progressBar(stage: string, percent: number | undefined): string {
   const width = 24;
   const filled = Math.round(((percent ?? 0) / 100) * width);
@@ -58,7 +57,15 @@ function progressBar(stage: string, percent: number | undefined): string {
 
 async function generate(
   client: VelroClient,
-  args: { model?: string; prompt?: string; inputs: string[]; wait: boolean; outFile?: string; json: boolean },
+  args: {
+    model?: string;
+    prompt?: string;
+    inputs: string[];
+    team?: string;
+    wait: boolean;
+    outFile?: string;
+    json: boolean;
+  },
   out: Out,
 ) {
   if (!args.model) throw new UsageError('generate needs --model (see `velro models`)');
@@ -66,6 +73,7 @@ async function generate(
   let gen = await client.request<Generation>('POST', '/v1/generations', {
     model: args.model,
     input: { prompt: args.prompt, ...parseInputs(args.inputs) },
+    ...(args.team ? { teamId: args.team } : {}),
   });
   if (!args.json)
     process.stderr.write(`generation ${gen.id}: ${gen.status} (${gen.credits.amount} credits reserved)\n`);
@@ -118,6 +126,9 @@ export async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       status: { type: 'string' },
       limit: { type: 'string' },
+      team: { type: 'string' },
+      role: { type: 'string' },
+      month: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -159,7 +170,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'credits': {
         const c = await client.request<{ available: number; reserved: number; spent: number }>(
           'GET',
-          '/v1/credits',
+          values.team ? `/v1/teams/${encodeURIComponent(values.team)}/credits` : '/v1/credits',
         );
         out(`available ${c.available}  reserved ${c.reserved}  spent ${c.spent}`, c);
         return 0;
@@ -171,6 +182,7 @@ export async function main(argv: string[]): Promise<number> {
             model: values.model,
             prompt: rest.join(' '),
             inputs: values.input ?? [],
+            team: values.team,
             wait: values.wait ?? false,
             outFile: values.out,
             json: values.json ?? false,
@@ -183,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
         if (values.status) q.set('status', values.status);
         if (values.model) q.set('model', values.model);
         if (values.limit) q.set('limit', values.limit);
+        if (values.team) q.set('teamId', values.team);
         const { data } = await client.request<{ data: Generation[] }>('GET', `/v1/generations?${q}`);
         out(
           data.map((g) => `${g.id}  ${g.model.padEnd(22)} ${g.status.padEnd(9)} ${g.createdAt}`).join('\n') ||
@@ -202,6 +215,9 @@ export async function main(argv: string[]): Promise<number> {
         out(`${g.id}  ${g.status}  ${g.stage}  ${g.credits.amount} credits ${g.credits.state}`, g);
         return 0;
       }
+      case 'teams':
+        await teams(client, rest, { role: values.role, month: values.month }, out);
+        return 0;
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -928,9 +928,10 @@ CREATE OR REPLACE FUNCTION public.team_audit(p_team uuid, p_action text, p_targe
  SET search_path TO 'public', 'pg_temp'
 AS $function$
   INSERT INTO team_audit_events (team_id, actor_user_id, actor_api_key_id, action, target_type, target_id,
-                                 before, after, request_id)
+                                 before, after, request_id, created_at)
   VALUES (p_team, current_app_user(), NULLIF(current_setting('app.api_key_id', true), '')::uuid, p_action,
-          p_target_type, p_target_id, p_before, p_after, NULLIF(current_setting('app.request_id', true), ''))
+          p_target_type, p_target_id, p_before, p_after, NULLIF(current_setting('app.request_id', true), ''),
+          date_trunc('milliseconds', clock_timestamp()))
 $function$;
 
 CREATE OR REPLACE FUNCTION public.team_invitations_audit()
@@ -997,18 +998,26 @@ BEGIN
   IF current_user <> 'velro_app' THEN
     RETURN coalesce(NEW, OLD);
   END IF;
-  IF OLD.role = 'owner' AND (TG_OP = 'DELETE' OR NEW.role <> 'owner') THEN
-    RAISE EXCEPTION 'the owner stays until ownership is transferred' USING ERRCODE = 'VLT09';
+  v_actor_rank := velro_role_rank(velro_team_role(OLD.team_id));
+  IF velro_role_rank(OLD.role) > v_actor_rank THEN
+    RAISE EXCEPTION 'needs the role %', OLD.role USING ERRCODE = 'VL403', DETAIL = OLD.role;
   END IF;
   IF TG_OP = 'DELETE' THEN
+    IF OLD.role = 'owner' THEN
+      RAISE EXCEPTION 'the owner stays until ownership is transferred'
+        USING ERRCODE = 'VLT09', DETAIL = 'owner_cannot_leave';
+    END IF;
     RETURN OLD;
   END IF;
-  IF NEW.role = 'owner' AND OLD.role <> 'owner' THEN
-    RAISE EXCEPTION 'ownership moves only by transfer' USING ERRCODE = 'VLT09';
+  IF OLD.role = 'owner' AND NEW.role <> 'owner' THEN
+    RAISE EXCEPTION 'the owner keeps its role until ownership is transferred'
+      USING ERRCODE = 'VLT09', DETAIL = 'owner_required';
   END IF;
-  v_actor_rank := velro_role_rank(velro_team_role(NEW.team_id));
-  IF velro_role_rank(OLD.role) > v_actor_rank OR velro_role_rank(NEW.role) > v_actor_rank THEN
-    RAISE EXCEPTION 'needs the role %', OLD.role USING ERRCODE = 'VL403';
+  IF NEW.role = 'owner' AND OLD.role <> 'owner' THEN
+    RAISE EXCEPTION 'ownership moves only by transfer' USING ERRCODE = 'VLT09', DETAIL = 'transfer_required';
+  END IF;
+  IF velro_role_rank(NEW.role) > v_actor_rank THEN
+    RAISE EXCEPTION 'needs the role %', NEW.role USING ERRCODE = 'VL403', DETAIL = NEW.role;
   END IF;
   NEW.updated_at := now();
   RETURN NEW;
@@ -1021,8 +1030,15 @@ CREATE OR REPLACE FUNCTION public.team_owner_check()
  SET search_path TO 'public', 'pg_temp'
 AS $function$
 DECLARE
-  v_team uuid := CASE WHEN TG_TABLE_NAME = 'teams' THEN NEW.id ELSE coalesce(NEW.team_id, OLD.team_id) END;
+  v_team uuid;
 BEGIN
+  IF TG_TABLE_NAME = 'teams' THEN
+    v_team := NEW.id;
+  ELSIF TG_OP = 'DELETE' THEN
+    v_team := OLD.team_id;
+  ELSE
+    v_team := NEW.team_id;
+  END IF;
   IF EXISTS (SELECT 1 FROM teams WHERE id = v_team AND deleted_at IS NULL)
      AND NOT EXISTS (SELECT 1 FROM team_members WHERE team_id = v_team AND role = 'owner') THEN
     RAISE EXCEPTION 'team % must have exactly one owner', v_team USING ERRCODE = 'VLT09';
@@ -1064,7 +1080,7 @@ BEGIN
   PERFORM 1 FROM team_members m JOIN users u ON u.id = m.user_id
   WHERE m.team_id = p_team AND m.user_id = p_user AND u.kind = 'person' FOR UPDATE OF m;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'no member % in team %', p_user, p_team USING ERRCODE = 'VL404';
+    RAISE EXCEPTION 'no member % in team %', p_user, p_team USING ERRCODE = 'VL404', DETAIL = 'member';
   END IF;
   UPDATE team_members SET role = 'admin', updated_at = now() WHERE team_id = p_team AND user_id = v_owner;
   UPDATE team_members SET role = 'owner', updated_at = now() WHERE team_id = p_team AND user_id = p_user;
@@ -1249,11 +1265,7 @@ CREATE POLICY generations_progress ON generations
 
 CREATE POLICY generations_read ON generations
   AS PERMISSIVE FOR SELECT TO velro_app
-  USING (
-CASE
-    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
-    ELSE ((velro_team_role(team_id) IS NOT NULL) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (completed_at IS NULL)))
-END);
+  USING (((user_id = ( SELECT current_app_user() AS current_app_user)) OR ((team_id IS NOT NULL) AND (velro_team_role(team_id) IS NOT NULL))));
 
 CREATE POLICY generations_system ON generations
   AS PERMISSIVE FOR ALL TO velro_system

@@ -230,14 +230,14 @@ CREATE POLICY projects_delete ON projects FOR DELETE TO velro_app
               ELSE velro_team_role(team_id) IN ('owner', 'admin')
                    OR (user_id = (SELECT current_app_user()) AND velro_team_role(team_id) = 'member') END);
 
--- Generations: a team generation is seen by every member. Its creator (the worker acts as the
--- creator) also sees it while it is unfinished, so a generation whose creator was removed mid-way
--- still settles; once finished, only members see it.
+-- Generations: a team generation is seen by every member, and always by its creator: the worker
+-- acts as the creator, so a generation whose creator was removed mid-way still settles (Postgres
+-- checks an UPDATE's new row against the SELECT policy too, so "only while unfinished" would
+-- refuse the very update that finishes it). A removed member keeps the record of its own work and
+-- loses everything else of the team.
 DROP POLICY generations_owner ON generations;
 CREATE POLICY generations_read ON generations FOR SELECT TO velro_app
-  USING (CASE WHEN team_id IS NULL THEN user_id = (SELECT current_app_user())
-              ELSE velro_team_role(team_id) IS NOT NULL
-                   OR (user_id = (SELECT current_app_user()) AND completed_at IS NULL) END);
+  USING (user_id = (SELECT current_app_user()) OR (team_id IS NOT NULL AND velro_team_role(team_id) IS NOT NULL));
 CREATE POLICY generations_create ON generations FOR INSERT TO velro_app
   WITH CHECK (user_id = (SELECT current_app_user())
               AND (team_id IS NULL OR velro_team_role(team_id) IN ('owner', 'admin', 'member')));
@@ -306,9 +306,10 @@ CREATE CONSTRAINT TRIGGER teams_one_owner_check AFTER INSERT OR UPDATE ON teams
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION team_owner_check();
 
 -- A change made straight by velro_app (not by the functions below, which run as velro_system):
--- nobody gives the owner role (transfer_team_ownership does), nobody changes or removes the owner
--- (it transfers first), and an admin changes only members at or below its own rank, to a role at
--- or below it.
+-- nobody changes or removes a member above its own rank, nor gives a role above it (VL403, DETAIL
+-- the role needed); the owner is never removed (it transfers first: VLT09 owner_cannot_leave) nor
+-- its role changed (VLT09 owner_required); nobody gives the owner role (VLT09 transfer_required:
+-- transfer_team_ownership does).
 CREATE FUNCTION team_members_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 DECLARE
@@ -317,18 +318,26 @@ BEGIN
   IF current_user <> 'velro_app' THEN
     RETURN coalesce(NEW, OLD);
   END IF;
-  IF OLD.role = 'owner' AND (TG_OP = 'DELETE' OR NEW.role <> 'owner') THEN
-    RAISE EXCEPTION 'the owner stays until ownership is transferred' USING ERRCODE = 'VLT09';
+  v_actor_rank := velro_role_rank(velro_team_role(OLD.team_id));
+  IF velro_role_rank(OLD.role) > v_actor_rank THEN
+    RAISE EXCEPTION 'needs the role %', OLD.role USING ERRCODE = 'VL403', DETAIL = OLD.role;
   END IF;
   IF TG_OP = 'DELETE' THEN
+    IF OLD.role = 'owner' THEN
+      RAISE EXCEPTION 'the owner stays until ownership is transferred'
+        USING ERRCODE = 'VLT09', DETAIL = 'owner_cannot_leave';
+    END IF;
     RETURN OLD;
   END IF;
-  IF NEW.role = 'owner' AND OLD.role <> 'owner' THEN
-    RAISE EXCEPTION 'ownership moves only by transfer' USING ERRCODE = 'VLT09';
+  IF OLD.role = 'owner' AND NEW.role <> 'owner' THEN
+    RAISE EXCEPTION 'the owner keeps its role until ownership is transferred'
+      USING ERRCODE = 'VLT09', DETAIL = 'owner_required';
   END IF;
-  v_actor_rank := velro_role_rank(velro_team_role(NEW.team_id));
-  IF velro_role_rank(OLD.role) > v_actor_rank OR velro_role_rank(NEW.role) > v_actor_rank THEN
-    RAISE EXCEPTION 'needs the role %', OLD.role USING ERRCODE = 'VL403';
+  IF NEW.role = 'owner' AND OLD.role <> 'owner' THEN
+    RAISE EXCEPTION 'ownership moves only by transfer' USING ERRCODE = 'VLT09', DETAIL = 'transfer_required';
+  END IF;
+  IF velro_role_rank(NEW.role) > v_actor_rank THEN
+    RAISE EXCEPTION 'needs the role %', NEW.role USING ERRCODE = 'VL403', DETAIL = NEW.role;
   END IF;
   NEW.updated_at := now();
   RETURN NEW;
@@ -339,13 +348,16 @@ CREATE TRIGGER team_members_guard BEFORE UPDATE OR DELETE ON team_members
 -- ---------------------------------------------------------------------------------------------
 -- Audit
 
+-- The time is cut to the millisecond, the precision of the API's list cursors, so a page never
+-- starts inside a millisecond it already showed part of.
 CREATE FUNCTION team_audit(p_team uuid, p_action text, p_target_type text, p_target_id text,
                            p_before jsonb, p_after jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
   INSERT INTO team_audit_events (team_id, actor_user_id, actor_api_key_id, action, target_type, target_id,
-                                 before, after, request_id)
+                                 before, after, request_id, created_at)
   VALUES (p_team, current_app_user(), NULLIF(current_setting('app.api_key_id', true), '')::uuid, p_action,
-          p_target_type, p_target_id, p_before, p_after, NULLIF(current_setting('app.request_id', true), ''))
+          p_target_type, p_target_id, p_before, p_after, NULLIF(current_setting('app.request_id', true), ''),
+          date_trunc('milliseconds', clock_timestamp()))
 $$;
 
 CREATE FUNCTION teams_audit() RETURNS trigger
@@ -475,7 +487,7 @@ BEGIN
   PERFORM 1 FROM team_members m JOIN users u ON u.id = m.user_id
   WHERE m.team_id = p_team AND m.user_id = p_user AND u.kind = 'person' FOR UPDATE OF m;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'no member % in team %', p_user, p_team USING ERRCODE = 'VL404';
+    RAISE EXCEPTION 'no member % in team %', p_user, p_team USING ERRCODE = 'VL404', DETAIL = 'member';
   END IF;
   UPDATE team_members SET role = 'admin', updated_at = now() WHERE team_id = p_team AND user_id = v_owner;
   UPDATE team_members SET role = 'owner', updated_at = now() WHERE team_id = p_team AND user_id = p_user;
