@@ -1,6 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { loadGeneration, toView } from '../lib/generations/view';
-import { withUserTx, type Tx } from '../lib/db/pool';
+import { withSystemTx, withUserTx, type Tx } from '../lib/db/pool';
 import { retryAfterMs } from '../lib/providers/http';
 import { VERSION } from '../lib/version';
 import {
@@ -9,6 +9,7 @@ import {
   loadDeliveryTarget,
   recordAttempt,
   type Attempt,
+  type DeliveryTarget,
 } from '../lib/webhooks/deliveries-store';
 import { disableEndpoint, subscribedEndpoints } from '../lib/webhooks/endpoints-store';
 import {
@@ -17,6 +18,8 @@ import {
   generationEventId,
   generationStatus,
   recordEvent,
+  teamGenerationOf,
+  type DeliveryTargetSpec,
   type WebhookEventType,
 } from '../lib/webhooks/events-store';
 import { postWebhook } from '../lib/webhooks/http';
@@ -37,73 +40,136 @@ const EVENT_OF: Partial<Record<GenerationStatus, WebhookEventType>> = {
   canceled: 'generation.canceled',
 };
 
+/** Runs bookkeeping of one delivery in a transaction: as its user, or on the system login. */
+type Runner = <T>(fn: (tx: Tx) => Promise<T>) => Promise<T>;
+
+/** The event type of a generation's end; a generation that has not ended has none (a bug upstream). */
+function endedType(generationId: string, status: GenerationStatus): WebhookEventType {
+  const type = EVENT_OF[status];
+  if (!type) {
+    throw ApplicationFailure.nonRetryable(`generation ${generationId} has not ended (${status})`, 'NotEnded');
+  }
+  return type;
+}
+
+/** A registered endpoint's signing secrets, as loaded with its delivery. */
+const endpointSecrets = (row: DeliveryTarget): SigningSecrets => ({
+  secret: row.endpoint_secret!,
+  previousSecret: row.endpoint_previous_secret,
+  previousExpiresAt: row.endpoint_previous_expires_at,
+});
+
 /** Backoff before the retry after `attempt` (1-based), as the workflow's retry policy computes it. */
 function backoffMs(retry: WebhookRetryPolicy, attempt: number): number {
   return Math.min(retry.initialMs * 2 ** Math.max(0, attempt - 1), retry.maxIntervalMs);
 }
 
-/** Outgoing webhooks: record a generation's end as an event, and deliver it, one attempt at a time. */
-export function webhookActivities({ db, webhooks }: ActivityDeps) {
+/**
+ * Outgoing webhooks: record a generation's end as an event, and deliver it, one attempt at a time.
+ *
+ * A personal generation's event and deliveries are its user's, made and sent as that user (row-level
+ * security). A team generation's go to its creator's own targets (webhookUrl, personal endpoints)
+ * while the creator is still a member of the team when it ends, and to the team's endpoints. No
+ * user acts for the team's deliveries (the creator may not even be a member any more), so the
+ * event of a team generation is recorded, and its team deliveries are sent, on the velro_system
+ * login, every query naming the generation's creator or the team (db/migrations/010).
+ */
+export function webhookActivities({ db, systemDb, webhooks }: ActivityDeps) {
+  /**
+   * Records the event of type `type` and its deliveries to `targets`, unless it was recorded before;
+   * the deliveries of the event either way.
+   */
+  async function recordGenerationEvent(
+    tx: Tx,
+    e: { userId: string; generationId: string; teamId: string | null; type: WebhookEventType },
+    targets: () => Promise<DeliveryTargetSpec[]>,
+  ): Promise<WebhookNotice> {
+    const eventId = generationEventId(e.generationId, e.type);
+    if (!(await eventExists(tx, eventId))) {
+      const to = await targets();
+      // Nobody to tell (the common case): nothing recorded.
+      if (to.length === 0) return { deliveries: [], eventId: null, retry: webhooks.retry };
+      const row = (await loadGeneration(tx, e.generationId))!;
+      const createdAt = new Date();
+      // Built once: every attempt to every target sends these exact bytes.
+      const body = JSON.stringify({
+        id: eventId,
+        type: e.type,
+        createdAt: createdAt.toISOString(),
+        data: toView(row, webhooks.publicUrl, await webhooks.assetSigningKey(), webhooks.assetUrlTtlSeconds),
+      });
+      await recordEvent(
+        tx,
+        {
+          id: eventId,
+          userId: e.userId,
+          teamId: e.teamId,
+          type: e.type,
+          generationId: row.id,
+          body,
+          createdAt,
+        },
+        to,
+      );
+    }
+    const rows = await deliveriesOfEvent(tx, eventId);
+    return {
+      eventId,
+      deliveries: rows.map((d) => ({
+        deliveryId: d.id,
+        workflowId: webhookDeliveryWorkflowId(eventId, d.endpoint_id),
+      })),
+      retry: webhooks.retry,
+    };
+  }
+
+  /** The user's own targets: the generation's webhookUrl, then its personal endpoints. */
+  async function ownTargets(
+    tx: Tx,
+    userId: string,
+    webhookUrl: string | null,
+    type: WebhookEventType,
+  ): Promise<DeliveryTargetSpec[]> {
+    const endpoints = await subscribedEndpoints(tx, { userId }, type);
+    return [
+      ...(webhookUrl ? [{ endpointId: null, teamId: null, url: webhookUrl }] : []),
+      ...endpoints.map((e) => ({ endpointId: e.id as string | null, teamId: null, url: e.url })),
+    ];
+  }
+
   return {
     /**
-     * Records the event of a generation's end and one delivery per target: its webhookUrl, and the
-     * registered endpoints that subscribe to the event's type. Repeatable: the event id follows from
-     * the generation and the type, and a second call returns the deliveries of the first.
+     * Records the event of a generation's end and one delivery per target: its webhookUrl, the
+     * registered endpoints that subscribe to the event's type, and for a team generation the team's.
+     * Repeatable: the event id follows from the generation and the type, and a second call returns
+     * the deliveries of the first.
      */
     async createWebhookEvent(p: {
       userId: string;
       generationId: string;
       webhookUrl: string | null;
     }): Promise<WebhookNotice> {
-      return withUserTx(db, p.userId, async (tx) => {
-        const status = await generationStatus(tx, p.generationId);
-        if (!status)
-          throw ApplicationFailure.nonRetryable(`no generation ${p.generationId}`, 'GenerationMissing');
-        const type = EVENT_OF[status];
-        if (!type) {
-          throw ApplicationFailure.nonRetryable(
-            `generation ${p.generationId} has not ended (${status})`,
-            'NotEnded',
-          );
-        }
-        const eventId = generationEventId(p.generationId, type);
-        if (!(await eventExists(tx, eventId))) {
-          const endpoints = await subscribedEndpoints(tx, type);
-          const targets = [
-            ...(p.webhookUrl ? [{ endpointId: null, url: p.webhookUrl }] : []),
-            ...endpoints.map((e) => ({ endpointId: e.id as string | null, url: e.url })),
-          ];
-          // Nobody to tell (the common case): nothing recorded.
-          if (targets.length === 0) return { deliveries: [], eventId: null, retry: webhooks.retry };
-          const row = (await loadGeneration(tx, p.generationId))!;
-          const createdAt = new Date();
-          // Built once: every attempt to every target sends these exact bytes.
-          const body = JSON.stringify({
-            id: eventId,
-            type,
-            createdAt: createdAt.toISOString(),
-            data: toView(
-              row,
-              webhooks.publicUrl,
-              await webhooks.assetSigningKey(),
-              webhooks.assetUrlTtlSeconds,
-            ),
-          });
-          await recordEvent(
-            tx,
-            { id: eventId, userId: p.userId, type, generationId: row.id, body, createdAt },
-            targets,
-          );
-        }
-        const rows = await deliveriesOfEvent(tx, eventId);
-        return {
-          eventId,
-          deliveries: rows.map((d) => ({
-            deliveryId: d.id,
-            workflowId: webhookDeliveryWorkflowId(eventId, d.endpoint_id),
+      const personal = await withUserTx(db, p.userId, async (tx) => {
+        const g = await generationStatus(tx, p.generationId);
+        if (!g || g.teamId) return undefined;
+        const type = endedType(p.generationId, g.status);
+        return recordGenerationEvent(tx, { ...p, teamId: null, type }, () =>
+          ownTargets(tx, p.userId, p.webhookUrl, type),
+        );
+      });
+      if (personal) return personal;
+      return withSystemTx(systemDb, async (tx) => {
+        const g = await teamGenerationOf(tx, p.generationId, p.userId);
+        if (!g) throw ApplicationFailure.nonRetryable(`no generation ${p.generationId}`, 'GenerationMissing');
+        const type = endedType(p.generationId, g.status);
+        return recordGenerationEvent(tx, { ...p, teamId: g.teamId, type }, async () => [
+          ...(g.creatorIsMember ? await ownTargets(tx, p.userId, p.webhookUrl, type) : []),
+          ...(await subscribedEndpoints(tx, { teamId: g.teamId }, type)).map((e) => ({
+            endpointId: e.id as string | null,
+            teamId: g.teamId as string | null,
+            url: e.url,
           })),
-          retry: webhooks.retry,
-        };
+        ]);
       });
     },
 
@@ -117,19 +183,22 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
       deliveryId: string;
       retry: WebhookRetryPolicy;
     }): Promise<WebhookDeliveryStatus> {
-      const target = await withUserTx(db, p.userId, async (tx) => {
+      // A personal delivery is bookkept as its user; a team endpoint's on the system login.
+      let run: Runner = (fn) => withUserTx(db, p.userId, fn);
+      let target = await run(async (tx) => {
         const row = await loadDeliveryTarget(tx, p.deliveryId);
         if (!row) return undefined;
         // Signed with the secrets in force now: a rotation during the retries applies to them.
-        const secrets: SigningSecrets = row.endpoint_id
-          ? {
-              secret: row.endpoint_secret!,
-              previousSecret: row.endpoint_previous_secret,
-              previousExpiresAt: row.endpoint_previous_expires_at,
-            }
-          : await ensureAccountSecret(tx, p.userId);
+        const secrets = row.endpoint_id ? endpointSecrets(row) : await ensureAccountSecret(tx, p.userId);
         return { row, secrets };
       });
+      if (!target) {
+        run = (fn) => withSystemTx(systemDb, fn);
+        target = await run(async (tx) => {
+          const row = await loadDeliveryTarget(tx, p.deliveryId, p.userId);
+          return row && { row, secrets: endpointSecrets(row) };
+        });
+      }
       if (!target) {
         throw ApplicationFailure.nonRetryable(
           `no webhook delivery ${p.deliveryId}`,
@@ -139,16 +208,14 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
       const { row, secrets } = target;
       if (row.status !== 'pending') return row.status;
       const record = (a: Attempt, also?: (tx: Tx) => Promise<unknown>) =>
-        withUserTx(db, p.userId, async (tx) => {
+        run(async (tx) => {
           await recordAttempt(tx, row.id, a);
           await also?.(tx);
         });
 
       if (row.endpoint_id && (row.endpoint_deleted_at || row.endpoint_disabled_at)) {
         const why = row.endpoint_deleted_at ? 'deleted' : 'disabled';
-        await withUserTx(db, p.userId, (tx) =>
-          cancelDelivery(tx, row.id, `not sent: the endpoint was ${why}`),
-        );
+        await run((tx) => cancelDelivery(tx, row.id, `not sent: the endpoint was ${why}`));
         return 'canceled';
       }
 
@@ -200,7 +267,10 @@ export function webhookActivities({ db, webhooks }: ActivityDeps) {
 
     /** The retries are exhausted: the delivery is given up (its last attempt says why). */
     async finishWebhookDelivery(p: { userId: string; deliveryId: string; reason: string }): Promise<void> {
-      await withUserTx(db, p.userId, (tx) => giveUpDelivery(tx, p.deliveryId, p.reason));
+      const personal = await withUserTx(db, p.userId, (tx) => giveUpDelivery(tx, p.deliveryId, p.reason));
+      if (!personal) {
+        await withSystemTx(systemDb, (tx) => giveUpDelivery(tx, p.deliveryId, p.reason, p.userId));
+      }
     },
   };
 }

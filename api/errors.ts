@@ -25,6 +25,7 @@ export const TITLES: Record<number, string> = {
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   409: 'Conflict',
+  410: 'Gone',
   413: 'Payload Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
@@ -72,8 +73,13 @@ export const teamNotFound = () => new ApiError(404, 'not_found', 'Team not found
 
 /** 403 naming the team role an action needs. */
 export const needsRole = (role: string, action?: string) =>
-  new ApiError(403, 'forbidden', `${action ? `${action} needs` : 'This needs'} the team role ${role} or higher.`, {
-    members: { requiredRole: role },
-  });
+  new ApiError(
+    403,
+    'forbidden',
+    `${action ? `${action} needs` : 'This needs'} the team role ${role} or higher.`,
+    {
+      members: { requiredRole: role },
+    },
+  );
 
 export const notFound = (what: string) => new ApiError(404, 'not_found', `${what} not found`);

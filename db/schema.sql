@@ -8,7 +8,7 @@
 -- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
 -- when this file differs.
 
--- Functions (52)
+-- Functions (53)
 
 CREATE OR REPLACE FUNCTION public.accept_team_invitation(p_token_hash bytea)
  RETURNS TABLE(outcome text, team_id uuid, role text)
@@ -934,6 +934,16 @@ AS $function$
           date_trunc('milliseconds', clock_timestamp()))
 $function$;
 
+CREATE OR REPLACE FUNCTION public.team_expired_credit(p_team uuid)
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT CASE WHEN velro_team_role(p_team) IS NOT NULL THEN
+    (SELECT coalesce(sum(amount), 0)::bigint FROM credit_transfers WHERE team_id = p_team AND kind = 'expire') END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.team_invitations_audit()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -1151,12 +1161,18 @@ CREATE VIEW credit_balances WITH (security_invoker=true) AS
            FROM credit_commit_stripes
           WHERE credit_commit_stripes.account_id = a.id) s;
 
--- Policies (53)
+-- Policies (60)
 
 CREATE POLICY api_keys_owner ON api_keys
   AS PERMISSIVE FOR ALL TO velro_app
   USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
   WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY api_keys_people_create ON api_keys
+  AS RESTRICTIVE FOR INSERT TO velro_app
+  WITH CHECK ((( SELECT u.kind
+   FROM users u
+  WHERE (u.id = ( SELECT current_app_user() AS current_app_user))) = 'person'::text));
 
 CREATE POLICY api_keys_system ON api_keys
   AS PERMISSIVE FOR ALL TO velro_system
@@ -1401,33 +1417,57 @@ CREATE POLICY users_teammates ON users
 
 CREATE POLICY webhook_deliveries_owner ON webhook_deliveries
   AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
-  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  USING (((team_id IS NULL) AND (user_id = ( SELECT current_app_user() AS current_app_user))))
+  WITH CHECK (((team_id IS NULL) AND (user_id = ( SELECT current_app_user() AS current_app_user))));
 
 CREATE POLICY webhook_deliveries_system ON webhook_deliveries
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
 
+CREATE POLICY webhook_deliveries_team_admin ON webhook_deliveries
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
 CREATE POLICY webhook_endpoints_owner ON webhook_endpoints
   AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
-  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  USING (((team_id IS NULL) AND (user_id = ( SELECT current_app_user() AS current_app_user))))
+  WITH CHECK (((team_id IS NULL) AND (user_id = ( SELECT current_app_user() AS current_app_user))));
 
 CREATE POLICY webhook_endpoints_system ON webhook_endpoints
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
 
+CREATE POLICY webhook_endpoints_team_change ON webhook_endpoints
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))))
+  WITH CHECK (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
+CREATE POLICY webhook_endpoints_team_create ON webhook_endpoints
+  AS PERMISSIVE FOR INSERT TO velro_app
+  WITH CHECK (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) AND (created_by = ( SELECT current_app_user() AS current_app_user))));
+
+CREATE POLICY webhook_endpoints_team_read ON webhook_endpoints
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
+
+CREATE POLICY webhook_events_create ON webhook_events
+  AS PERMISSIVE FOR INSERT TO velro_app
+  WITH CHECK (((user_id = ( SELECT current_app_user() AS current_app_user)) AND (team_id IS NULL)));
+
 CREATE POLICY webhook_events_owner ON webhook_events
-  AS PERMISSIVE FOR ALL TO velro_app
-  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
-  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)));
 
 CREATE POLICY webhook_events_system ON webhook_events
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
+
+CREATE POLICY webhook_events_team_admin ON webhook_events
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (((team_id IS NOT NULL) AND (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text]))));
 
 CREATE POLICY webhook_secrets_owner ON webhook_secrets
   AS PERMISSIVE FOR ALL TO velro_app

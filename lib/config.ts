@@ -321,6 +321,26 @@ export const configSchema = z.object({
   PROVIDER_OUTPUT_ALLOW_LOOPBACK: flag,
   /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
   METRICS_TOKEN: optionalText,
+  /** `smtp://user:pass@host:587` or `smtps://…:465`: team invitations are e-mailed through it; unset, none are. */
+  SMTP_URL: optionalText.pipe(
+    z
+      .url({ protocol: /^smtps?$/, hostname: /^[^\s]+$/, message: 'must be an smtp:// or smtps:// URL' })
+      .optional(),
+  ),
+  /** The From of the e-mails Velro sends: `Name <address>` or a bare address. */
+  SMTP_FROM: optionalText
+    .pipe(
+      z
+        .string()
+        .regex(
+          /^([^<>]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/,
+          'must be `Name <address>` or an address',
+        )
+        .optional(),
+    )
+    .transform((v) => v ?? 'Velro <no-reply@velro.invalid>'),
+  /** Time limit of sending one e-mail (connect, greeting, each reply); past it the send counts as failed. */
+  SMTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
 });
 
 export type Config = z.infer<typeof configSchema> & { dataDir: string };

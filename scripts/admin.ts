@@ -1,7 +1,7 @@
 // `npm run admin -- <command> [options]`: operator commands that act across users, as velro_system.
 // Logs in as velro_system through DATABASE_SYSTEM_URL, else the running `npm start` stack on VELRO_DATA_DIR.
 //
-// Exit codes: 0 done · 1 refused (unknown user, ledger refusal) or failed · 2 cannot connect ·
+// Exit codes: 0 done · 1 refused (unknown user or team, ledger refusal) or failed · 2 cannot connect ·
 // 64 bad usage (unknown command or option, bad amount, bad date).
 import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -36,12 +36,15 @@ interface Command {
 }
 
 const MAX_GRANT = 1_000_000_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const grant: Command = {
-  usage: 'grant --email <email> --credits <n> [--reason <text>] [--expires <ISO-8601>] [--id <uuid>]',
-  summary: 'grant credits to a user; prints the new balance',
+  usage:
+    'grant (--email <email> | --team <team id>) --credits <n> [--reason <text>] [--expires <ISO-8601>] [--id <uuid>]',
+  summary: "grant credits to a user, or into a team's account; prints the new balance",
   options: {
     email: { type: 'string' },
+    team: { type: 'string' },
     credits: { type: 'string' },
     reason: { type: 'string' },
     expires: { type: 'string' },
@@ -49,7 +52,10 @@ const grant: Command = {
   },
   prepare(v) {
     const email = typeof v.email === 'string' ? v.email.trim() : '';
-    if (!email) throw usageError('--email is required');
+    const teamId = typeof v.team === 'string' ? v.team.trim() : '';
+    if (!email && !teamId) throw usageError('--email is required (or --team for a team)');
+    if (email && teamId) throw usageError('give --email or --team, not both');
+    if (teamId && !UUID.test(teamId)) throw usageError(`--team must be a team id (a UUID), got "${teamId}"`);
     const creditsText = typeof v.credits === 'string' ? v.credits.trim() : '';
     if (!/^\d+$/.test(creditsText) || Number(creditsText) < 1 || Number(creditsText) > MAX_GRANT) {
       throw usageError(`--credits must be a whole number from 1 to ${MAX_GRANT}, got "${v.credits ?? ''}"`);
@@ -73,9 +79,27 @@ const grant: Command = {
       if (expiresAt.getTime() <= Date.now()) throw usageError(`--expires must be in the future, got ${text}`);
     }
     const id = typeof v.id === 'string' ? v.id : randomUUID();
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id))
-      throw usageError('--id must be a UUID');
+    if (!UUID.test(id)) throw usageError('--id must be a UUID');
 
+    if (teamId)
+      return (db) =>
+        withSystemTx(db, async (tx) => {
+          let t: ledger.Transfer;
+          try {
+            // ledger_grant_team also writes the team's audit event (credits.granted, no actor: an operator).
+            t = await ledger.grant(tx, { id, teamId, amount, reason, expiresAt });
+          } catch (err) {
+            if (err instanceof LedgerError && err.code === 'not_found')
+              throw new CommandError(EXIT.refused, `no team ${teamId} (unknown or deleted)`);
+            throw err;
+          }
+          const b = await ledger.teamBalance(tx, teamId);
+          const expiry = t.expiresAt ? `, expiring ${t.expiresAt.toISOString()}` : '';
+          return (
+            `granted ${t.amount} credits to team ${teamId} (transfer ${t.id}${expiry})\n` +
+            `balance: available ${b.available}, reserved ${b.reserved}, spent ${b.spent}`
+          );
+        });
     return (db) =>
       withSystemTx(db, async (tx) => {
         const { rows } = await tx.query<{ id: string }>('SELECT id FROM find_user_by_email($1)', [email]);

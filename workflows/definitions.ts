@@ -10,6 +10,7 @@ export const UserIdKey = defineSearchAttributeKey(NAMES.userId, SearchAttributeT
 export const ModelKey = defineSearchAttributeKey(NAMES.model, SearchAttributeType.KEYWORD);
 export const ProjectIdKey = defineSearchAttributeKey(NAMES.projectId, SearchAttributeType.KEYWORD);
 export const StatusKey = defineSearchAttributeKey(NAMES.status, SearchAttributeType.KEYWORD);
+export const TeamIdKey = defineSearchAttributeKey(NAMES.teamId, SearchAttributeType.KEYWORD);
 
 export const generationWorkflowId = (generationId: string) => `generation-${generationId}`;
 
@@ -17,7 +18,13 @@ export { isTerminal, type GenerationStatus };
 
 export interface GenerationInput {
   generationId: string;
+  /** The creator: the worker acts as this user (a team generation's member, or a team key's bot). */
   userId: string;
+  /**
+   * The team whose account pays (the generation is the team's); null or absent for a personal one.
+   * Optional: generations started before teams have none, and their histories replay.
+   */
+  teamId?: string | null;
   projectId: string | null;
   model: string;
   /** The model input, already validated against the model's schema by the API. */
@@ -34,10 +41,17 @@ export interface GenerationInput {
   webhookUrl: string | null;
 }
 
-/** The answer of the admission update: whether the credits were reserved. */
+/** Why admission refused: the ledger's refusal (LedgerError codes), or the worker could not reserve. */
+export type AdmissionRefusal =
+  'insufficient_credits' | 'spend_limit_exceeded' | 'forbidden' | 'not_found' | 'unavailable';
+
+/**
+ * The answer of the admission update: whether the credits were reserved. `detail`: the ledger's
+ * DETAIL of a team refusal (the role needed; the spend limit as JSON {limit, remaining}).
+ */
 export type Admission =
   | { admitted: true; reservationId: string }
-  | { admitted: false; code: 'insufficient_credits' | 'unavailable'; message: string };
+  | { admitted: false; code: AdmissionRefusal; message: string; detail?: string | null };
 
 export interface GenerationError {
   code: string;

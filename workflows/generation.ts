@@ -24,6 +24,7 @@ import {
   StatusKey,
   UserIdKey,
   type Admission,
+  type AdmissionRefusal,
   type GenerationError,
   type GenerationInput,
   type GenerationOutcome,
@@ -306,10 +307,25 @@ function linesAfter(previous: string[], current: string[]): string[] {
   return current;
 }
 
+/** The admission refusals the admission activity names (its failure types), by the API's code. */
+const REFUSALS = new Map<string, AdmissionRefusal>([
+  ['InsufficientCredits', 'insufficient_credits'],
+  ['SpendLimitExceeded', 'spend_limit_exceeded'],
+  ['TeamForbidden', 'forbidden'],
+  ['TeamNotFound', 'not_found'],
+]);
+
 function rejection(err: unknown): Admission & { admitted: false } {
   const cause = applicationFailureIn(err);
-  if (cause?.type === 'InsufficientCredits') {
-    return { admitted: false, code: 'insufficient_credits', message: cause.message };
+  const code = cause?.type ? REFUSALS.get(cause.type) : undefined;
+  if (cause && code) {
+    const detail = cause.details?.[0];
+    return {
+      admitted: false,
+      code,
+      message: cause.message,
+      ...(typeof detail === 'string' ? { detail } : {}),
+    };
   }
   return { admitted: false, code: 'unavailable', message: 'Credits could not be reserved; try again.' };
 }

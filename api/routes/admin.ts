@@ -15,7 +15,10 @@ const admin: FastifyPluginAsyncZod = async (app) => {
     {
       schema: {
         tags: ['admin'],
-        summary: 'Grant credits to a user (admins only)',
+        summary: 'Grant credits to a user or a team (admins only)',
+        description:
+          'Exactly one of `userId` and `teamId`. A team grant goes into the team account and is an event ' +
+          "(`credits.granted`) of the team's audit log.",
         body: grantBody,
         response: { 201: grantSchema, ...errorResponses, 403: problemSchema, 409: problemSchema },
       },
@@ -29,19 +32,27 @@ const admin: FastifyPluginAsyncZod = async (app) => {
       const body = req.body;
       let t: ledger.Transfer;
       try {
-        // As the admin (app.user_id): admin_grant_credits checks that role in the database too.
-        t = await withUserTx(app.db, callerOf(req).id, (tx) =>
-          ledger.adminGrant(tx, {
-            id: body.id ?? randomUUID(),
-            userId: body.userId,
-            amount: body.credits,
-            reason: body.reason,
-            expiresAt: body.expiresAt ? new Date(body.expiresAt) : null,
-          }),
+        const grant = {
+          id: body.id ?? randomUUID(),
+          amount: body.credits,
+          reason: body.reason,
+          expiresAt: body.expiresAt ? new Date(body.expiresAt) : null,
+        };
+        const caller = callerOf(req);
+        // As the admin (app.user_id): admin_grant_credits checks that role in the database too. The
+        // request and key go along for a team grant's audit event (credits.granted).
+        t = await withUserTx(
+          app.db,
+          { userId: caller.id, requestId: req.id, apiKeyId: caller.apiKeyId },
+          (tx) =>
+            ledger.adminGrant(
+              tx,
+              body.teamId ? { ...grant, teamId: body.teamId } : { ...grant, userId: body.userId! },
+            ),
         );
       } catch (err) {
         if (err instanceof LedgerError) {
-          throw ledgerProblem(err, `User ${body.userId} not found`);
+          throw ledgerProblem(err, body.teamId ? 'Team not found.' : `User ${body.userId} not found`);
         }
         // Demoted between the check above and the grant.
         if ((err as { code?: string }).code === '42501') {
@@ -60,7 +71,8 @@ const admin: FastifyPluginAsyncZod = async (app) => {
       return reply.status(201).send({
         id: t.id,
         kind: 'grant' as const,
-        userId: t.userId!,
+        userId: t.teamId ? null : t.userId,
+        teamId: t.teamId,
         amount: t.amount,
         reason: t.reason,
         expiresAt: t.expiresAt?.toISOString() ?? null,

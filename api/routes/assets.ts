@@ -23,7 +23,8 @@ const assets: FastifyPluginAsyncZod = async (app) => {
         description:
           'Output URLs in generations are signed and expire (ASSET_URL_TTL_SECONDS, 24 h by default): ' +
           'they work without an API key. ' +
-          "Without a signature, send the owner's API key. A tampered or expired signature gets 403.",
+          "Without a signature, send the owner's API key (a team generation's output: any member's key or token). " +
+          'A tampered or expired signature gets 403.',
         params: idParams,
         querystring: assetQuery,
         response: {

@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { publicUrl } from '../../lib/config';
 import { withUserTx } from '../../lib/db/pool';
 import { isTerminal } from '../../lib/generations/status';
-import { generationExists } from '../../lib/generations/store';
-import { loadGeneration, toView } from '../../lib/generations/view';
+import { watchableGeneration } from '../../lib/generations/store';
+import { loadVisibleGeneration, toView } from '../../lib/generations/view';
 import { notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import { errorResponses, idParams } from '../schemas/common';
@@ -32,12 +32,15 @@ const events: FastifyPluginAsyncZod = async (app) => {
           'A `status` event for every status or stage change, `progress` for provider queue position and log ' +
           'lines, then `done` with the whole generation, after which the stream closes. Each event carries an ' +
           'id: reconnect with `Last-Event-ID` to receive only what changed since. Comment lines every 15 s ' +
-          'keep proxies from cutting the stream.',
+          "keep proxies from cutting the stream. A team generation's stream is open to the team's members; " +
+          'when the watcher leaves the team (or is removed), the stream sends an `error` event ' +
+          '(`{"code":"not_found"}`) within a few seconds and closes.',
         params: idParams,
         headers: eventsHeaders,
         response: {
           200: {
-            description: 'The event stream: `retry`, then `status`, `progress` and `done` events',
+            description:
+              'The event stream: `retry`, then `status`, `progress` and `done` events (or `error`)',
             content: { 'text/event-stream': { schema: z.string() } },
           },
           ...errorResponses,
@@ -46,8 +49,8 @@ const events: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const caller = callerOf(req);
-      const owned = await withUserTx(app.db, caller.id, (tx) => generationExists(tx, req.params.id));
-      if (!owned) throw notFound('Generation');
+      const watched = await withUserTx(app.db, caller.id, (tx) => watchableGeneration(tx, req.params.id));
+      if (!watched) throw notFound('Generation');
 
       reply.hijack();
       const res = reply.raw;
@@ -70,7 +73,18 @@ const events: FastifyPluginAsyncZod = async (app) => {
         clearInterval(heartbeat);
         unsubscribe();
       };
-      const unsubscribe = hub.subscribe(req.params.id, (snapshot) => {
+      const { teamId } = watched;
+      const revoked = () => {
+        if (finished) return;
+        finished = true;
+        // No id: a reconnect resumes where the last status or progress event left off (and gets 404).
+        res.write(
+          `event: error\ndata: ${JSON.stringify({ code: 'not_found', message: 'Generation not found' })}\n\n`,
+        );
+        stop();
+        res.end();
+      };
+      const onSnapshot = (snapshot: GenerationSnapshot) => {
         if (finished) return;
         // After a reconnect, what the client saw before Last-Event-ID is not sent again.
         if (!seen || newerThan(snapshot.version, seen)) {
@@ -95,7 +109,7 @@ const events: FastifyPluginAsyncZod = async (app) => {
         previous = snapshot;
         if (isTerminal(snapshot.status)) {
           finished = true;
-          void withUserTx(app.db, caller.id, (tx) => loadGeneration(tx, snapshot.id))
+          void withUserTx(app.db, caller.id, (tx) => loadVisibleGeneration(tx, snapshot.id))
             .then((row) => {
               if (row) {
                 const urlTtl = app.config.ASSET_URL_TTL_SECONDS;
@@ -111,7 +125,10 @@ const events: FastifyPluginAsyncZod = async (app) => {
               res.end();
             });
         }
-      });
+      };
+      const unsubscribe = teamId
+        ? hub.subscribe(req.params.id, onSnapshot, { userId: caller.id, teamId, revoked })
+        : hub.subscribe(req.params.id, onSnapshot);
       req.raw.on('close', stop);
     },
   );

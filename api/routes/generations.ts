@@ -4,6 +4,7 @@ import { withUserTx } from '../../lib/db/pool';
 import { isTerminal } from '../../lib/generations/status';
 import { listGenerations } from '../../lib/generations/store';
 import { toView, type GenerationRow } from '../../lib/generations/view';
+import { requireTeamRole } from '../../lib/teams/store';
 import { ApiError } from '../errors';
 import { callerOf } from '../plugins/auth';
 import { errorResponses, idParams, listPage, problemSchema } from '../schemas/common';
@@ -16,11 +17,12 @@ import {
 } from '../schemas/generations';
 import {
   cancelGeneration,
-  ownGeneration,
   submitGeneration,
+  visibleGeneration,
   waitUntilDone,
   type GenerationDeps,
 } from '../services/generations';
+import { answeringTeamRefusals, teamOf } from '../services/team-access';
 import { assertWebhookUrl } from '../schemas/webhooks';
 
 /** `Prefer: wait=N` → N; other preferences are ignored, as RFC 7240 asks. */
@@ -60,6 +62,10 @@ const generations: FastifyPluginAsyncZod = async (app) => {
         description:
           "Validates the model's input, reserves the model's credits and starts the generation. " +
           'Answers 202 once the credits are reserved, 402 when they are not enough (nothing is charged). ' +
+          "With `teamId`, or in a team's project, or with a team API key, the team's account pays and the " +
+          'generation is seen by every member: the caller must be a member or higher (a viewer gets 403, a team it ' +
+          'is not in 404), within its monthly spend limit (else 402 `spend_limit_exceeded` with `limit` and ' +
+          '`remaining`). ' +
           'Send `Idempotency-Key` to make retries safe: the same key and body return the first answer; ' +
           'without a key, a retried request may create a second generation. ' +
           '`Prefer: wait=N` (1–60) holds the answer until the generation ends or N seconds pass: ' +
@@ -70,6 +76,7 @@ const generations: FastifyPluginAsyncZod = async (app) => {
           200: generationSchema,
           202: generationSchema,
           402: problemSchema,
+          403: problemSchema,
           409: problemSchema,
           422: problemSchema,
           503: problemSchema,
@@ -81,9 +88,9 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       const caller = callerOf(req);
       const waitSeconds = parsePreferWait(req.headers.prefer);
       if (req.body.webhookUrl) await assertWebhookUrl(app.config, req.body.webhookUrl, 'webhookUrl');
-      const id = await submitGeneration(deps, caller.id, req.body, req.idempotencyKey);
+      const id = await submitGeneration(deps, caller, req.body, req.idempotencyKey);
       if (waitSeconds) await waitUntilDone(deps, id, waitSeconds);
-      const generation = view(await ownGeneration(deps, caller.id, id));
+      const generation = view(await visibleGeneration(deps, caller.id, id));
       const done = isTerminal(generation.status);
       if (waitSeconds) reply.header('preference-applied', `wait=${waitSeconds}`);
       return reply
@@ -99,11 +106,12 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['generations'],
         summary: 'Get a generation',
+        description: "The caller's own generation, or one of a team it belongs to.",
         params: idParams,
         response: { 200: generationSchema, ...errorResponses },
       },
     },
-    async (req) => view(await ownGeneration(deps, callerOf(req).id, req.params.id)),
+    async (req) => view(await visibleGeneration(deps, callerOf(req).id, req.params.id)),
   );
 
   app.get(
@@ -117,13 +125,17 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req) => {
+      const caller = callerOf(req);
       const { projectId, status, model } = req.query;
+      const teamId = teamOf(caller, req.query.teamId);
       return listPage(
         req.query,
         (page) =>
-          withUserTx(app.db, callerOf(req).id, (tx) =>
-            listGenerations(tx, { projectId, status, model }, page),
-          ),
+          withUserTx(app.db, caller.id, async (tx) => {
+            if (teamId) await answeringTeamRefusals(() => requireTeamRole(tx, teamId, 'viewer'));
+            const owner = teamId ? { teamId } : { userId: caller.id };
+            return listGenerations(tx, owner, { projectId, status, model }, page);
+          }),
         view,
       );
     },
@@ -139,9 +151,16 @@ const generations: FastifyPluginAsyncZod = async (app) => {
           'Stops the generation and refunds its credits, in any stage before the provider has ' +
           'reported success. From then on it is stored and charged, and a cancel answers 409 ' +
           '`not_cancelable` (also once it has succeeded). Canceling a generation that already ' +
-          'failed or was canceled answers 202 with it as it is.',
+          'failed or was canceled answers 202 with it as it is. A team generation is canceled by its creator ' +
+          "(while a member or higher) or by the team's admins; others get 403 naming the role needed.",
         params: idParams,
-        response: { 202: generationSchema, 409: problemSchema, 503: problemSchema, ...errorResponses },
+        response: {
+          202: generationSchema,
+          403: problemSchema,
+          409: problemSchema,
+          503: problemSchema,
+          ...errorResponses,
+        },
       },
     },
     async (req, reply) => {

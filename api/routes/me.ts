@@ -13,20 +13,26 @@ const me: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['account'],
         summary: 'The caller, with its credit balance',
+        description:
+          'For a team API key: its own user (`kind` `team_key`, an address that receives no mail), its team ' +
+          "and the team's balance.",
         response: { 200: meSchema, ...errorResponses },
       },
     },
     async (req) => {
-      const { id } = callerOf(req);
+      const { id, teamId } = callerOf(req);
       return withUserTx(app.db, id, async (tx) => {
         const user = (await loadUser(tx, id))!;
-        const b = await ledger.balance(tx, id);
+        // A team key's user holds no credit of its own: it spends its team's.
+        const b = teamId ? await ledger.teamBalance(tx, teamId) : await ledger.balance(tx, id);
         return {
           id,
           email: user.email,
           role: user.role,
           createdAt: user.created_at.toISOString(),
           credits: { available: b.available, reserved: b.reserved, spent: b.spent },
+          kind: teamId ? ('team_key' as const) : ('person' as const),
+          teamId,
         };
       });
     },

@@ -41,7 +41,7 @@ const webhookEndpoints: FastifyPluginAsyncZod = async (app) => {
   const overlap = app.config.WEBHOOK_SECRET_OVERLAP_SECONDS;
 
   async function getOwn(userId: string, id: string): Promise<EndpointRow> {
-    const row = await withUserTx(app.db, userId, (tx) => getEndpoint(tx, id));
+    const row = await withUserTx(app.db, userId, (tx) => getEndpoint(tx, { userId }, id));
     if (!row) throw notFound('Webhook endpoint');
     return row;
   }
@@ -75,7 +75,11 @@ const webhookEndpoints: FastifyPluginAsyncZod = async (app) => {
       await assertWebhookUrl(app.config, req.body.url, 'url');
       const secret = generateWebhookSecret();
       const row = await withUserTx(app.db, caller.id, (tx) =>
-        createEndpoint(tx, caller.id, { url: req.body.url, events: req.body.events ?? null, secret }),
+        createEndpoint(
+          tx,
+          { userId: caller.id },
+          { url: req.body.url, events: req.body.events ?? null, secret },
+        ),
       );
       if (row === 'limit_reached') {
         throw new ApiError(
@@ -99,7 +103,8 @@ const webhookEndpoints: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ['webhooks'],
         summary: "The caller's webhook endpoints, newest first",
-        description: 'Never their secrets.',
+        description:
+          "Never their secrets. Personal endpoints only: a team's are at GET /v1/teams/{id}/webhook-endpoints.",
         querystring: paginationQuery,
         response: { 200: endpointsPage, ...errorResponses },
       },
@@ -107,7 +112,8 @@ const webhookEndpoints: FastifyPluginAsyncZod = async (app) => {
     async (req) => {
       const { limit, cursor } = req.query;
       const after = afterCursor(cursor);
-      const rows = await withUserTx(app.db, callerOf(req).id, (tx) => listEndpoints(tx, { after, limit }));
+      const userId = callerOf(req).id;
+      const rows = await withUserTx(app.db, userId, (tx) => listEndpoints(tx, { userId }, { after, limit }));
       return toPage(rows, limit, rowPosition, toEndpoint);
     },
   );
@@ -137,7 +143,8 @@ const webhookEndpoints: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) => {
-      const deleted = await withUserTx(app.db, callerOf(req).id, (tx) => deleteEndpoint(tx, req.params.id));
+      const userId = callerOf(req).id;
+      const deleted = await withUserTx(app.db, userId, (tx) => deleteEndpoint(tx, { userId }, req.params.id));
       if (!deleted) throw notFound('Webhook endpoint');
       req.log.info({ webhookEndpointId: req.params.id }, 'webhook endpoint deleted');
       return reply.status(204).send();
@@ -158,8 +165,9 @@ const webhookEndpoints: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) => {
-      const row = await withUserTx(app.db, callerOf(req).id, (tx) =>
-        rotateEndpointSecret(tx, req.params.id, overlap),
+      const userId = callerOf(req).id;
+      const row = await withUserTx(app.db, userId, (tx) =>
+        rotateEndpointSecret(tx, { userId }, req.params.id, overlap),
       );
       if (!row) throw notFound('Webhook endpoint');
       req.log.info({ webhookEndpointId: row.id }, 'webhook endpoint secret rotated');

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { examples } from './examples';
 
-// The admin routes' schemas: POST /v1/admin/credit-grants.
+// The admin routes' schemas: POST /v1/admin/credit-grants (to a user or to a team).
 
 export const grantBody = z
   .strictObject({
@@ -11,7 +11,11 @@ export const grantBody = z
       .describe(
         'Transfer id chosen by the client: a retry with the same id and fields returns the first grant',
       ),
-    userId: z.uuid({ message: 'must be a UUID' }),
+    userId: z.uuid({ message: 'must be a UUID' }).optional().describe('The user to grant to (or teamId)'),
+    teamId: z
+      .uuid({ message: 'must be a UUID' })
+      .optional()
+      .describe("The team to grant to, into the team's account (or userId)"),
     credits: z.number().int().min(1).max(1_000_000_000),
     reason: z.string().trim().min(1).max(500),
     expiresAt: z.iso
@@ -20,13 +24,23 @@ export const grantBody = z
       .optional()
       .describe('When the unspent part of this grant expires; never when absent'),
   })
+  .superRefine((b, ctx) => {
+    // Exactly one owner: named at the field a client most likely meant to send.
+    if ((b.userId === undefined) === (b.teamId === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: [b.teamId === undefined ? 'userId' : 'teamId'],
+        message: 'give exactly one of userId and teamId',
+      });
+  })
   .meta({ examples: [examples.grantRequest] });
 
 export const grantSchema = z
   .object({
     id: z.uuid(),
     kind: z.literal('grant'),
-    userId: z.uuid(),
+    userId: z.uuid().nullable().describe('The user granted to; null for a team grant'),
+    teamId: z.uuid().nullable().describe('The team granted to; null for a user grant'),
     amount: z.number().int(),
     reason: z.string().nullable(),
     expiresAt: z.string().nullable(),

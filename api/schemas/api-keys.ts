@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { createdApiKeyExample, examples } from './examples';
-import { nameBody } from './common';
+import { idParams, nameBody } from './common';
 
 export const apiKeySchema = z
   .object({
@@ -25,3 +25,27 @@ export const createdApiKeySchema = apiKeySchema
   .meta({ id: 'CreatedApiKey', examples: [createdApiKeyExample] });
 
 export const createApiKeyBody = nameBody(examples.apiKeyRequest);
+
+// Team API keys (routes/team-api-keys.ts).
+
+const teamKeyExample = {
+  ...examples.apiKey,
+  teamId: '4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a',
+  createdBy: '9b2e4c6a-1f3d-4a5b-8c7d-0e1f2a3b4c5d',
+};
+
+export const teamApiKeySchema = apiKeySchema
+  .extend({
+    teamId: z.uuid(),
+    createdBy: z.uuid().nullable().describe('The admin who created it'),
+  })
+  .meta({ id: 'TeamApiKey', examples: [teamKeyExample] });
+
+export const createdTeamApiKeySchema = z
+  .object({
+    apiKey: teamApiKeySchema,
+    key: createdApiKeySchema.shape.key,
+  })
+  .meta({ id: 'CreatedTeamApiKey', examples: [{ apiKey: teamKeyExample, key: createdApiKeyExample.key }] });
+
+export const teamApiKeyParams = idParams.extend({ keyId: idParams.shape.id });

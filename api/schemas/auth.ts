@@ -21,7 +21,7 @@ export const sessionSchema = z
   .meta({ id: 'Session', examples: [sessionExample] });
 
 /** Trimmed and lower-cased before it is checked, so `Ann@Example.com ` and `ann@example.com` are one account. */
-const email = z
+export const email = z
   .string()
   .trim()
   .toLowerCase()

@@ -13,6 +13,10 @@ export const problemSchema = z
     code: z.string(),
     requestId: z.string(),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    // Extension members (ApiError's extra.members): declared, or the serializer would drop them.
+    requiredRole: z.string().optional().describe('`forbidden` in a team: the team role the action needs'),
+    limit: z.number().int().optional().describe("`spend_limit_exceeded`: the member's monthly spend limit"),
+    remaining: z.number().int().optional().describe('`spend_limit_exceeded`: what is left of it this month'),
   })
   .meta({
     id: 'Problem',

@@ -26,6 +26,8 @@ export const examples = {
       safety_tolerance: '2',
     },
     projectId: null,
+    teamId: null,
+    createdBy: USER_ID,
     credits: { amount: 50, state: 'charged' },
     outputs: [
       {
@@ -59,6 +61,7 @@ export const examples = {
     id: '1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
     kind: 'grant',
     userId: USER_ID,
+    teamId: null,
     amount: 500,
     reason: 'welcome credits',
     expiresAt: '2027-01-01T00:00:00.000Z',
@@ -83,6 +86,8 @@ export const examples = {
   project: {
     id: '4d5e6f7a-8b9c-4d0e-8f1a-2b3c4d5e6f7a',
     name: 'Spring campaign',
+    teamId: null,
+    createdBy: USER_ID,
     createdAt: AT,
     updatedAt: AT,
   },

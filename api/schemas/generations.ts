@@ -15,6 +15,8 @@ export const generationSchema = z
     stage: z.string(),
     input: z.record(z.string(), z.unknown()),
     projectId: z.uuid().nullable(),
+    teamId: z.uuid().nullable().describe('The team whose account paid; null for a personal generation'),
+    createdBy: z.uuid().describe("The user who made it (for a team key: the key's own user)"),
     credits: z.object({
       amount: z.number().int(),
       state: z.enum(['reserved', 'charged', 'refunded', 'none']),
@@ -44,7 +46,14 @@ export const submitBody = z
     input: z
       .record(z.string(), z.unknown())
       .describe("The model's input; see its inputSchema in GET /v1/models/:id"),
-    projectId: z.uuid().nullish(),
+    projectId: z.uuid().nullish().describe("A project of the caller's, or of a team it belongs to"),
+    teamId: z
+      .uuid()
+      .nullish()
+      .describe(
+        "Charge the team's account (role member or higher). A team project implies its team; " +
+          "a team API key's generations are its team's unless it names another.",
+      ),
     webhookUrl: z
       .url({ protocol: /^https?$/ })
       .max(2048)
@@ -67,6 +76,12 @@ export const submitHeaders = z.object({
 });
 
 export const listQuery = paginationQuery.extend({
+  teamId: z
+    .uuid()
+    .optional()
+    .describe(
+      "That team's generations (any member). Without it: the caller's personal ones (a team key: its team's)",
+    ),
   projectId: z.uuid().optional(),
   status: z.enum(GENERATION_STATUSES).optional(),
   model: z.enum(MODEL_IDS).optional(),

@@ -8,9 +8,10 @@ import type { AccountSecret } from '../../lib/webhooks/secrets-store';
 import { judgeWebhookUrl, webhookUrlPolicy } from '../../lib/webhooks/url-policy';
 import { ApiError } from '../errors';
 
-// The webhook resources as the API documents them (routes webhook-endpoints.ts, webhook-secret.ts,
-// webhook-deliveries.ts), and the views from stored rows. Declared in this order on purpose: the
-// `.meta({ id })` calls name the OpenAPI components in the order they run.
+// The webhook resources as the API documents them (routes webhook-endpoints.ts,
+// team-webhook-endpoints.ts, webhook-secret.ts, webhook-deliveries.ts), and the views from stored
+// rows. Declared in this order on purpose: the `.meta({ id })` calls name the OpenAPI components in
+// the order they run.
 
 /**
  * The 400 a client gets for a webhook URL Velro will not send to (not https in production, or a
@@ -44,6 +45,11 @@ export const endpointSchema = z
       .describe('The event types sent to this endpoint; null: every type, including ones added later'),
     status: z.enum(['enabled', 'disabled']),
     disabledReason: z.string().nullable().describe('Why it was disabled, e.g. it answered 410 Gone'),
+    teamId: z
+      .uuid()
+      .nullable()
+      .describe("A team's endpoint: its team (it gets the team's generations); null: personal"),
+    createdBy: z.uuid().nullable().describe("Who registered a team's endpoint; null for a personal one"),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
@@ -56,6 +62,8 @@ export const endpointSchema = z
         events: ['generation.succeeded', 'generation.failed'],
         status: 'enabled',
         disabledReason: null,
+        teamId: null,
+        createdBy: null,
         createdAt: AT,
         updatedAt: AT,
       },
@@ -79,6 +87,8 @@ export const endpointWithSecretSchema = endpointSchema.extend(secretFields).meta
       events: ['generation.succeeded', 'generation.failed'],
       status: 'enabled',
       disabledReason: null,
+      teamId: null,
+      createdBy: null,
       createdAt: AT,
       updatedAt: AT,
       secret: SECRET_EXAMPLE,
@@ -107,6 +117,8 @@ export const createdEndpointSchema = endpointSchema
         events: ['generation.succeeded', 'generation.failed'],
         status: 'enabled',
         disabledReason: null,
+        teamId: null,
+        createdBy: null,
         createdAt: AT,
         updatedAt: AT,
         secret: SECRET_EXAMPLE,
@@ -194,6 +206,8 @@ export const toEndpoint = (r: EndpointRow): z.infer<typeof endpointSchema> => ({
   events: r.events,
   status: r.disabled_at ? 'disabled' : 'enabled',
   disabledReason: r.disabled_reason,
+  teamId: r.team_id,
+  createdBy: r.created_by,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });

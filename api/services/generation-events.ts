@@ -1,7 +1,8 @@
 import type { Client } from '@temporalio/client';
-import type { Db } from '../../lib/db/pool';
+import { withUserTx, type Db } from '../../lib/db/pool';
 import { isTerminal, type GenerationStatus } from '../../lib/generations/status';
 import { generationStatuses } from '../../lib/generations/store';
+import { teamsStillIn } from '../../lib/teams/membership';
 import { generationWorkflowId, progressQuery, type Progress } from '../../workflows/definitions';
 
 export interface GenerationSnapshot {
@@ -21,9 +22,18 @@ export interface GenerationEventDeps {
   temporal: Client;
   /** How often the watched generations are read; 500 ms unless given. */
   intervalMs?: number;
+  /** How often the watchers of team generations are checked to be members still; 2 s unless given. */
+  accessIntervalMs?: number;
 }
 
 type Listener = (snapshot: GenerationSnapshot) => void;
+
+/** A stream of a team generation: its watcher must stay a member; `revoked` is called when it no longer is. */
+export interface TeamWatch {
+  userId: string;
+  teamId: string;
+  revoked(): void;
+}
 
 const versionParts = (version: string): [number, number] => {
   const [at = 0, logCount = 0] = version.split('-').map(Number);
@@ -55,33 +65,46 @@ export function newLogLines(
 /**
  * Watches the generations that have live event streams: one query for all of them per tick, and
  * one progress query per running generation, however many clients each has. No connection is held
- * between ticks, so a thousand open streams cost what ten do.
+ * between ticks, so a thousand open streams cost what ten do. Streams of team generations are
+ * re-checked every accessIntervalMs: one transaction per watcher, as that watcher (row-level
+ * security's own membership helper, never a definer function reading across users), for all of its
+ * streams; a stream whose watcher has left the team is revoked.
  */
 export class GenerationEventHub {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly last = new Map<string, GenerationSnapshot>();
+  private readonly watches = new Set<TeamWatch>();
   private readonly db: Db;
   private readonly temporal: Client;
   private readonly intervalMs: number;
+  private readonly accessIntervalMs: number;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
+  private checkingAccess = false;
+  private accessCheckedAt = Date.now();
 
   constructor(deps: GenerationEventDeps) {
     this.db = deps.db;
     this.temporal = deps.temporal;
     this.intervalMs = deps.intervalMs ?? 500;
+    this.accessIntervalMs = deps.accessIntervalMs ?? 2000;
   }
 
-  /** Calls `listener` with the current snapshot at once, then with every change. */
-  subscribe(generationId: string, listener: Listener): () => void {
+  /**
+   * Calls `listener` with the current snapshot at once, then with every change. `watch`: the
+   * stream is of a team generation, to end (watch.revoked) once its watcher is no longer a member.
+   */
+  subscribe(generationId: string, listener: Listener, watch?: TeamWatch): () => void {
     let set = this.listeners.get(generationId);
     if (!set) this.listeners.set(generationId, (set = new Set()));
     set.add(listener);
+    if (watch) this.watches.add(watch);
     const known = this.last.get(generationId);
     if (known) listener(known);
     this.timer ??= setInterval(() => void this.tick(), this.intervalMs);
     if (!known) void this.tick();
     return () => {
+      if (watch) this.watches.delete(watch);
       set.delete(listener);
       if (set.size === 0) {
         this.listeners.delete(generationId);
@@ -98,9 +121,11 @@ export class GenerationEventHub {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.listeners.clear();
+    this.watches.clear();
   }
 
   private async tick(): Promise<void> {
+    if (Date.now() - this.accessCheckedAt >= this.accessIntervalMs) void this.checkAccess();
     if (this.ticking || this.listeners.size === 0) return;
     this.ticking = true;
     try {
@@ -130,6 +155,34 @@ export class GenerationEventHub {
       // A failed tick is retried at the next one; streams stay open.
     } finally {
       this.ticking = false;
+    }
+  }
+
+  /** Revokes the team streams whose watcher is no longer a member of the generation's team. */
+  private async checkAccess(): Promise<void> {
+    if (this.checkingAccess) return;
+    this.checkingAccess = true;
+    this.accessCheckedAt = Date.now();
+    try {
+      const byWatcher = new Map<string, TeamWatch[]>();
+      for (const w of this.watches) byWatcher.set(w.userId, [...(byWatcher.get(w.userId) ?? []), w]);
+      await Promise.all(
+        [...byWatcher].map(async ([userId, watches]) => {
+          try {
+            const teams = [...new Set(watches.map((w) => w.teamId))];
+            const still = await withUserTx(this.db, userId, (tx) => teamsStillIn(tx, teams));
+            for (const w of watches) {
+              if (still.has(w.teamId) || !this.watches.has(w)) continue;
+              this.watches.delete(w);
+              w.revoked();
+            }
+          } catch {
+            // Checked again at the next interval; the streams stay open meanwhile.
+          }
+        }),
+      );
+    } finally {
+      this.checkingAccess = false;
     }
   }
 

@@ -13,10 +13,12 @@ import { findModel, type ModelDefinition } from '../../lib/catalog/models';
 import { withUserTx, type Db } from '../../lib/db/pool';
 import { isTerminal } from '../../lib/generations/status';
 import { generationExists } from '../../lib/generations/store';
-import { loadGeneration, type GenerationRow } from '../../lib/generations/view';
+import { loadVisibleGeneration, type GenerationRow } from '../../lib/generations/view';
+import { LedgerError } from '../../lib/ledger/errors';
 import { derivedUuid } from '../../lib/ledger/ids';
 import type { ProviderName } from '../../lib/providers/names';
 import { getProject } from '../../lib/projects/store';
+import { requireTeamRole } from '../../lib/teams/store';
 import {
   admissionUpdate,
   cancelUpdate,
@@ -24,12 +26,16 @@ import {
   ModelKey,
   ProjectIdKey,
   StatusKey,
+  TeamIdKey,
   UserIdKey,
   type Admission,
   type GenerationInput,
 } from '../../workflows/definitions';
 import type { GenerationWorkflow } from '../../workflows/generation';
+import { ledgerProblem } from '../ledger-problems';
 import { ApiError, notFound } from '../errors';
+import type { Caller } from '../plugins/auth';
+import { answeringTeamRefusals, teamOf } from './team-access';
 
 // A generation's life as the API drives it: submit (start its workflow and wait for the credits to
 // be reserved), wait until it is done, cancel. The workflow (workflows/generation.ts) does the rest.
@@ -51,6 +57,7 @@ export interface SubmitBody {
   model: string;
   input: Record<string, unknown>;
   projectId?: string | null;
+  teamId?: string | null;
   webhookUrl?: string | null;
 }
 
@@ -69,6 +76,59 @@ function validateInput(model: ModelDefinition, input: unknown): GenerationInput[
   });
 }
 
+const teamMismatch = (message: string) =>
+  new ApiError(400, 'invalid_request', `teamId: ${message}`, { errors: [{ path: 'teamId', message }] });
+
+/**
+ * The project and team a submit is for: a team project implies its team (another teamId is a 400),
+ * a personal project allows none; without a project, the named team or a team key's own. The
+ * caller must be a member (or higher) of that team: checked here for a clear answer before anything
+ * starts, and again by the database when the credits are reserved.
+ */
+async function ownerOfSubmit(
+  db: Db,
+  caller: Caller,
+  body: SubmitBody,
+): Promise<{ projectId: string | null; teamId: string | null }> {
+  const projectId = body.projectId ?? null;
+  return withUserTx(db, caller.id, (tx) =>
+    answeringTeamRefusals(async () => {
+      let teamId = teamOf(caller, body.teamId);
+      if (projectId) {
+        const project = await getProject(tx, projectId);
+        if (!project) throw notFound('Project');
+        if (project.team_id === null && body.teamId)
+          throw teamMismatch(`projectId ${projectId} is a personal project; leave teamId out`);
+        if (project.team_id !== null && body.teamId && body.teamId !== project.team_id)
+          throw teamMismatch(`projectId ${projectId} belongs to another team than ${body.teamId}`);
+        teamId = project.team_id;
+      }
+      if (teamId) await requireTeamRole(tx, teamId, 'member');
+      return { projectId, teamId };
+    }),
+  );
+}
+
+/** The problem a refused admission answers with. */
+function refusalProblem(model: ModelDefinition, refusal: Admission & { admitted: false }): ApiError {
+  switch (refusal.code) {
+    case 'insufficient_credits':
+      return new ApiError(
+        402,
+        'insufficient_credits',
+        `${model.id} costs ${model.credits} credits. ${refusal.message}`,
+      );
+    case 'unavailable':
+      return new ApiError(503, 'unavailable', refusal.message, { headers: { 'retry-after': '5' } });
+    default:
+      // The team's refusals, as the database gave them at the reservation (lib/ledger/errors.ts).
+      return ledgerProblem(
+        new LedgerError(refusal.code, refusal.message, refusal.detail ?? null),
+        'Team not found.',
+      );
+  }
+}
+
 /**
  * Validates a submit, then starts the generation's workflow with an update that returns once the
  * workflow has reserved the credits (or refused to). Returns the new generation's id. The first
@@ -76,18 +136,15 @@ function validateInput(model: ModelDefinition, input: unknown): GenerationInput[
  */
 export async function submitGeneration(
   deps: GenerationDeps,
-  userId: string,
+  caller: Caller,
   body: SubmitBody,
   idempotencyKey: string | null,
 ): Promise<string> {
+  const userId = caller.id;
   const model = findModel(body.model);
   if (!model) throw new ApiError(400, 'invalid_request', `model: unknown model ${body.model}`);
   const input = validateInput(model, body.input);
-  const projectId = body.projectId ?? null;
-  if (projectId) {
-    const project = await withUserTx(deps.db, userId, (tx) => getProject(tx, projectId));
-    if (!project) throw notFound('Project');
-  }
+  const { projectId, teamId } = await ownerOfSubmit(deps.db, caller, body);
 
   // With an Idempotency-Key the id, and so the workflow id, follows from the key: concurrent
   // duplicates meet at the same workflow (USE_EXISTING) and create one generation.
@@ -97,6 +154,7 @@ export async function submitGeneration(
   const workflowInput: GenerationInput = {
     generationId,
     userId,
+    teamId,
     projectId,
     model: model.id,
     input,
@@ -117,6 +175,7 @@ export async function submitGeneration(
       { key: ModelKey, value: model.id },
       { key: StatusKey, value: 'queued' },
       ...(projectId ? [{ key: ProjectIdKey, value: projectId }] : []),
+      ...(teamId ? [{ key: TeamIdKey, value: teamId }] : []),
     ],
   });
 
@@ -138,16 +197,7 @@ export async function submitGeneration(
       headers: { 'retry-after': '5' },
     });
   }
-  if (!admission.admitted) {
-    if (admission.code === 'insufficient_credits') {
-      throw new ApiError(
-        402,
-        'insufficient_credits',
-        `${model.id} costs ${model.credits} credits. ${admission.message}`,
-      );
-    }
-    throw new ApiError(503, 'unavailable', admission.message, { headers: { 'retry-after': '5' } });
-  }
+  if (!admission.admitted) throw refusalProblem(model, admission);
   return generationId;
 }
 
@@ -179,28 +229,39 @@ export async function waitUntilDone(
   }
 }
 
-/** The user's generation (404 when there is none with this id). */
-export async function ownGeneration(
+/** The user's generation, or its team's (404 when there is none with this id it may see). */
+export async function visibleGeneration(
   { db }: Pick<GenerationDeps, 'db'>,
   userId: string,
   id: string,
 ): Promise<GenerationRow> {
-  const row = await withUserTx(db, userId, (tx) => loadGeneration(tx, id));
+  const row = await withUserTx(db, userId, (tx) => loadVisibleGeneration(tx, id));
   if (!row) throw notFound('Generation');
   return row;
 }
 
 /**
- * Cancels the user's generation and answers it as it is then. One that has succeeded (and was
- * charged) is refused with 409 `not_cancelable`, as is one past its point of no return (the
- * workflow decides); one that already failed or was canceled is answered as it is.
+ * Cancels the user's generation and answers it as it is then. A team generation may be canceled by
+ * its creator while a member (or higher), or by an admin; a viewer or another member gets 403. One
+ * that has succeeded (and was charged) is refused with 409 `not_cancelable`, as is one past its
+ * point of no return (the workflow decides); one that already failed or was canceled is answered
+ * as it is.
  */
 export async function cancelGeneration(
   deps: Pick<GenerationDeps, 'db' | 'temporal'>,
   userId: string,
   id: string,
 ): Promise<GenerationRow> {
-  const row = await ownGeneration(deps, userId, id);
+  const row = await withUserTx(deps.db, userId, async (tx) => {
+    const found = await loadVisibleGeneration(tx, id);
+    if (!found) throw notFound('Generation');
+    const teamId = found.team_id;
+    if (teamId) {
+      const needed = found.user_id === userId ? 'member' : 'admin';
+      await answeringTeamRefusals(() => requireTeamRole(tx, teamId, needed));
+    }
+    return found;
+  });
   if (row.status === 'succeeded') {
     throw new ApiError(409, 'not_cancelable', 'This generation has already succeeded and was charged.');
   }
@@ -210,12 +271,12 @@ export async function cancelGeneration(
     } catch (err) {
       // Refused because it ended meanwhile as failed or canceled: that is what the caller wanted.
       if (!(err instanceof ApiError && err.code === 'not_cancelable')) throw err;
-      const now = await ownGeneration(deps, userId, row.id);
+      const now = await visibleGeneration(deps, userId, row.id);
       if (now.status !== 'failed' && now.status !== 'canceled') throw err;
       return now;
     }
   }
-  return ownGeneration(deps, userId, row.id);
+  return visibleGeneration(deps, userId, row.id);
 }
 
 /**

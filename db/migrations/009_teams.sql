@@ -872,6 +872,15 @@ BEGIN
   RETURN v_t;
 END $$;
 
+-- What expired on a team's account, for any member: expiries of lapsed grants carry no member, so
+-- row-level security shows them to admins only, yet every member reads the balance they explain.
+-- NULL for a non-member.
+CREATE FUNCTION team_expired_credit(p_team uuid) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+  SELECT CASE WHEN velro_team_role(p_team) IS NOT NULL THEN
+    (SELECT coalesce(sum(amount), 0)::bigint FROM credit_transfers WHERE team_id = p_team AND kind = 'expire') END
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Owners and grants
 
@@ -886,7 +895,7 @@ BEGIN
     'accept_team_invitation(bytea)', 'create_team_api_key(uuid, text, text, bytea)', 'auth_api_key(bytea)',
     'ledger_grant_team(uuid, uuid, bigint, text, timestamptz)',
     'admin_grant_team_credits(uuid, uuid, bigint, text, timestamptz)',
-    'ledger_reserve_team(uuid, bigint, uuid, timestamptz, uuid, uuid)'] LOOP
+    'ledger_reserve_team(uuid, bigint, uuid, timestamptz, uuid, uuid)', 'team_expired_credit(uuid)'] LOOP
     EXECUTE format('ALTER FUNCTION %s OWNER TO velro_system', f);
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
   END LOOP;
@@ -898,5 +907,5 @@ GRANT EXECUTE ON FUNCTION velro_team_role(uuid), velro_shares_team(uuid), velro_
   velro_require_team_role(uuid, text), create_team(text), transfer_team_ownership(uuid, uuid), delete_team(uuid),
   accept_team_invitation(bytea), create_team_api_key(uuid, text, text, bytea), auth_api_key(bytea),
   admin_grant_team_credits(uuid, uuid, bigint, text, timestamptz),
-  ledger_reserve_team(uuid, bigint, uuid, timestamptz, uuid, uuid) TO velro_app, velro_system;
+  ledger_reserve_team(uuid, bigint, uuid, timestamptz, uuid, uuid), team_expired_credit(uuid) TO velro_app, velro_system;
 GRANT EXECUTE ON FUNCTION ledger_grant_team(uuid, uuid, bigint, text, timestamptz) TO velro_system;

@@ -1,7 +1,8 @@
 import type { Db, Tx } from '../db/pool';
 
 // A generation's stored outputs. Recorded by the worker (activities/outputs.ts) in a withUserTx of
-// the generation's owner; served by GET /v1/assets/:id to the owner, or to whoever holds a signed URL.
+// the generation's creator; served by GET /v1/assets/:id to the owner (for a team generation: the
+// team's members), or to whoever holds a signed URL.
 
 /** Where an asset's bytes are, and what they are. */
 export interface AssetFile {
@@ -10,11 +11,14 @@ export interface AssetFile {
   sha256: string;
 }
 
-/** An asset of the user (the withUserTx's), only if its generation succeeded (and so was charged). */
+/**
+ * An asset of the user (the withUserTx's) or of a team it is a member of (not only its creator: a
+ * removed creator no longer gets it), only if its generation succeeded (and so was charged).
+ */
 export async function findOwnAsset(tx: Tx, id: string): Promise<AssetFile | undefined> {
   const { rows } = await tx.query<AssetFile>(
     `SELECT a.storage_key, a.content_type, a.sha256 FROM assets a JOIN generations g ON g.id = a.generation_id
-     WHERE a.id = $1 AND g.status = 'succeeded'`,
+     WHERE a.id = $1 AND g.status = 'succeeded' AND (a.team_id IS NULL OR velro_team_role(a.team_id) IS NOT NULL)`,
     [id],
   );
   return rows[0];
@@ -61,14 +65,16 @@ export interface NewAsset extends OutputMedia {
 
 /**
  * Records an output, only while its generation still runs (one that has ended, refunded by the
- * reconciler after an operator's terminate, say, gets no outputs). Its id; undefined when nothing
- * was recorded: another attempt recorded that position first, or the generation has ended.
+ * reconciler after an operator's terminate, say, gets no outputs), with its generation's team. Its
+ * id; undefined when nothing was recorded: another attempt recorded that position first, or the
+ * generation has ended.
  */
 export async function insertAssetWhileRunning(tx: Tx, a: NewAsset): Promise<string | undefined> {
   const { rows } = await tx.query<{ id: string }>(
-    `INSERT INTO assets (id, generation_id, user_id, position, storage_key, content_type, bytes, width, height, duration_ms, sha256)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-       WHERE EXISTS (SELECT 1 FROM generations WHERE id = $2 AND status IN ('queued', 'running'))
+    `INSERT INTO assets (id, generation_id, user_id, team_id, position, storage_key, content_type, bytes, width, height,
+                         duration_ms, sha256)
+       SELECT $1, $2, $3, g.team_id, $4, $5, $6, $7, $8, $9, $10, $11
+       FROM generations g WHERE g.id = $2 AND g.status IN ('queued', 'running')
        ON CONFLICT (generation_id, position) DO NOTHING RETURNING id`,
     [
       a.id,

@@ -2,7 +2,7 @@ import { newestFirst, type PageAfter } from '../db/keyset';
 import type { Db, Tx } from '../db/pool';
 import type { ProviderName } from '../providers/names';
 import type { GenerationStatus } from './status';
-import { GENERATION_SELECT, type GenerationRow } from './view';
+import { GENERATION_SELECT, MEMBERS_ONLY, type GenerationRow } from './view';
 
 // A generation's row, from admission to settlement. Every function but generationStatuses runs in
 // a withUserTx: row-level security scopes it to that user's generations. The read model (the row
@@ -11,7 +11,10 @@ import { GENERATION_SELECT, type GenerationRow } from './view';
 /** What admission records: the generation as submitted, before the provider has seen it. */
 export interface NewGeneration {
   id: string;
+  /** The creator. */
   userId: string;
+  /** The team whose account pays; null for a personal generation. */
+  teamId: string | null;
   projectId: string | null;
   model: string;
   input: Record<string, unknown>;
@@ -24,9 +27,9 @@ export interface NewGeneration {
 /** Creates the generation's row (status `queued`); a row already there (a retried admission) is kept. */
 export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<void> {
   await tx.query(
-    `INSERT INTO generations (id, user_id, project_id, model, input, credits, provider, webhook_url)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-    [g.id, g.userId, g.projectId, g.model, g.input, g.credits, g.provider, g.webhookUrl],
+    `INSERT INTO generations (id, user_id, team_id, project_id, model, input, credits, provider, webhook_url)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+    [g.id, g.userId, g.teamId, g.projectId, g.model, g.input, g.credits, g.provider, g.webhookUrl],
   );
 }
 
@@ -34,6 +37,21 @@ export async function insertGeneration(tx: Tx, g: NewGeneration): Promise<void> 
 export async function generationExists(tx: Tx, id: string): Promise<boolean> {
   const { rowCount } = await tx.query('SELECT 1 FROM generations WHERE id = $1', [id]);
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Who may watch a generation, if the user (the withUserTx's) may: undefined when it is not theirs
+ * to see (MEMBERS_ONLY), else its team (null for a personal one), for the stream's re-checks.
+ */
+export async function watchableGeneration(
+  tx: Tx,
+  id: string,
+): Promise<{ teamId: string | null } | undefined> {
+  const { rows } = await tx.query<{ team_id: string | null }>(
+    `SELECT g.team_id FROM generations g WHERE g.id = $1 AND ${MEMBERS_ONLY}`,
+    [id],
+  );
+  return rows[0] && { teamId: rows[0].team_id };
 }
 
 /** The provider's id for the generation's job, once it has been submitted. */
@@ -87,14 +105,19 @@ export interface GenerationFilters {
   model?: string;
 }
 
-/** One page of the user's generations, newest first (`limit + 1` rows: see newestFirst). */
+/** Whose generations a list shows: a user's personal ones, or a team's (the caller a member). */
+export type GenerationOwner = { userId: string; teamId?: undefined } | { teamId: string; userId?: undefined };
+
+/** One page of the owner's generations, newest first (`limit + 1` rows: see newestFirst). */
 export function listGenerations(
   tx: Tx,
+  owner: GenerationOwner,
   filters: GenerationFilters,
   page: { after?: PageAfter; limit: number },
 ): Promise<GenerationRow[]> {
-  const where: string[] = [];
-  const params: unknown[] = [];
+  // Row-level security shows a user its teams' generations too: a list names whose it is.
+  const where = owner.teamId ? ['g.team_id = $1', MEMBERS_ONLY] : ['g.user_id = $1', 'g.team_id IS NULL'];
+  const params: unknown[] = [owner.teamId ?? owner.userId];
   const columns = { projectId: 'g.project_id', status: 'g.status', model: 'g.model' } as const;
   for (const [name, column] of Object.entries(columns) as [keyof GenerationFilters, string][]) {
     const value = filters[name];

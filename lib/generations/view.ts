@@ -14,6 +14,10 @@ export interface GenerationView {
   stage: string;
   input: Record<string, unknown>;
   projectId: string | null;
+  /** The team whose generation this is (its account paid); null for a personal one. */
+  teamId: string | null;
+  /** The user who made it (a team key's generations: the key's own user). */
+  createdBy: string;
   credits: { amount: number; state: 'reserved' | 'charged' | 'refunded' | 'none' };
   outputs: (OutputMedia & { id: string; url: string })[];
   error: { code: string; message: string } | null;
@@ -29,6 +33,8 @@ interface Row {
   stage: string;
   input: Record<string, unknown>;
   project_id: string | null;
+  team_id: string | null;
+  user_id: string;
   credits: number;
   error_code: string | null;
   error_message: string | null;
@@ -50,7 +56,8 @@ interface Row {
 // Outputs are listed only once the generation has succeeded, i.e. once it has been charged: one that
 // failed or was canceled (even after some outputs were stored) lists none.
 export const GENERATION_SELECT = `
-  SELECT g.id, g.model, g.status, g.stage, g.input, g.project_id, g.credits, g.error_code, g.error_message,
+  SELECT g.id, g.model, g.status, g.stage, g.input, g.project_id, g.team_id, g.user_id, g.credits,
+         g.error_code, g.error_message,
          g.created_at, g.updated_at, g.completed_at,
          (SELECT array_agg(t.kind) FROM credit_transfers t WHERE t.generation_id = g.id) AS ledger_kinds,
          coalesce((SELECT json_agg(json_build_object('id', a.id, 'content_type', a.content_type, 'bytes', a.bytes,
@@ -58,6 +65,13 @@ export const GENERATION_SELECT = `
                     ORDER BY a.position)
                    FROM assets a WHERE a.generation_id = g.id AND g.status = 'succeeded'), '[]') AS assets
   FROM generations g`;
+
+/**
+ * What the API shows (with `generations g`): a team generation to the team's members only. Row-level
+ * security also shows one to its creator while it is unfinished, so the worker (acting as the
+ * creator) settles it even after the creator's removal; a removed creator's requests must not.
+ */
+export const MEMBERS_ONLY = '(g.team_id IS NULL OR velro_team_role(g.team_id) IS NOT NULL)';
 
 function creditState(kinds: string[] | null): GenerationView['credits']['state'] {
   const k = new Set(kinds ?? []);
@@ -80,6 +94,8 @@ export function toView(
     stage: row.stage,
     input: row.input,
     projectId: row.project_id,
+    teamId: row.team_id,
+    createdBy: row.user_id,
     credits: { amount: row.credits, state: creditState(row.ledger_kinds) },
     outputs: row.assets.map((a) => ({
       id: a.id,
@@ -98,8 +114,15 @@ export function toView(
   };
 }
 
+/** The generation as row-level security shows it to the user (the worker's reads). */
 export async function loadGeneration(tx: Tx, id: string): Promise<Row | undefined> {
   const { rows } = await tx.query<Row>(`${GENERATION_SELECT} WHERE g.id = $1`, [id]);
+  return rows[0];
+}
+
+/** The generation if the user may see it through the API (MEMBERS_ONLY). */
+export async function loadVisibleGeneration(tx: Tx, id: string): Promise<Row | undefined> {
+  const { rows } = await tx.query<Row>(`${GENERATION_SELECT} WHERE g.id = $1 AND ${MEMBERS_ONLY}`, [id]);
   return rows[0];
 }
 

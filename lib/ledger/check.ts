@@ -20,6 +20,8 @@ export type LedgerProblemKind =
   | 'lot_expiry_blocked'
   | 'allocation_mismatch'
   | 'transfer_link_mismatch'
+  | 'owner_mismatch'
+  | 'team_usage_mismatch'
   | 'reserve_resolved_twice'
   | 'generation_unreserved'
   | 'generation_reserved_twice'
@@ -132,24 +134,20 @@ const CHECKS: Record<string, string> = {
     -- The part not drawn from lots came from credit that never expires.
     HAVING coalesce(sum(al.amount), 0) > r.amount`,
 
-  // Links between transfers: a resolution matches its reserve, an expiry its grant, a transfer its
-  // account; and no reserve resolves twice.
+  // Links between transfers: a resolution matches its reserve (account, amount, acting user), an
+  // expiry its grant; and no reserve resolves twice.
   links: `
     SELECT 'transfer_link_mismatch' AS kind, x.account_id, x.generation_id,
-           format('%s %s points at %s %s (account %s, amount %s) but is on account %s for %s',
+           format('%s %s points at %s %s (account %s, amount %s, user %s) but is on account %s for %s, user %s',
                   x.kind, x.id, coalesce(p.kind, 'missing transfer'), coalesce(x.pending_id, x.grant_id),
-                  p.account_id, p.amount, x.account_id, x.amount) AS detail
+                  p.account_id, p.amount, coalesce(p.user_id::text, 'none'), x.account_id, x.amount,
+                  coalesce(x.user_id::text, 'none')) AS detail
     FROM credit_transfers x
     LEFT JOIN credit_transfers p ON p.id = coalesce(x.pending_id, x.grant_id)
     WHERE (x.kind IN ('commit', 'release')
-           AND (p.kind IS DISTINCT FROM 'reserve' OR p.account_id <> x.account_id OR p.amount <> x.amount))
+           AND (p.kind IS DISTINCT FROM 'reserve' OR p.account_id <> x.account_id OR p.amount <> x.amount
+                OR p.user_id IS DISTINCT FROM x.user_id))
        OR (x.kind = 'expire' AND (p.kind IS DISTINCT FROM 'grant' OR p.account_id <> x.account_id))
-    UNION ALL
-    SELECT 'transfer_link_mismatch', t.account_id, t.generation_id,
-           format('%s %s belongs to user %s but sits on %s', t.kind, t.id, t.user_id,
-                  coalesce('the account of user ' || a.user_id, 'no account'))
-    FROM credit_transfers t LEFT JOIN credit_accounts a ON a.id = t.account_id
-    WHERE a.user_id IS DISTINCT FROM t.user_id
     UNION ALL
     SELECT 'reserve_resolved_twice', min(r.account_id::text)::uuid, min(r.generation_id::text)::uuid,
            format('reserve %s resolved %s times: %s', x.pending_id, count(*), string_agg(x.kind || ' ' || x.id, ', '))
@@ -157,6 +155,59 @@ const CHECKS: Record<string, string> = {
     WHERE x.pending_id IS NOT NULL
     GROUP BY x.pending_id
     HAVING count(*) > 1`,
+
+  // Owners: a row of a personal account names that account's user and no team; a row of a team
+  // account names that team (its transfers also the member who acted: reserves and their
+  // resolutions always have one). Transfers, lots, allocations and commit stripes alike.
+  owners: `
+    SELECT 'owner_mismatch' AS kind, t.account_id, t.generation_id,
+           format('%s %s has user %s, team %s, but sits on %s', t.kind, t.id,
+                  coalesce(t.user_id::text, 'none'), coalesce(t.team_id::text, 'none'),
+                  CASE WHEN a.id IS NULL THEN 'no account'
+                       WHEN a.team_id IS NULL THEN 'the account of user ' || a.user_id
+                       ELSE 'the account of team ' || a.team_id END) AS detail
+    FROM credit_transfers t LEFT JOIN credit_accounts a ON a.id = t.account_id
+    WHERE CASE WHEN a.id IS NULL THEN true
+               WHEN a.team_id IS NULL THEN t.user_id IS DISTINCT FROM a.user_id OR t.team_id IS NOT NULL
+               ELSE t.team_id IS DISTINCT FROM a.team_id
+                    OR (t.kind IN ('reserve', 'commit', 'release') AND t.user_id IS NULL) END
+    UNION ALL
+    SELECT 'owner_mismatch', a.id, NULL,
+           format('%s %s has user %s, team %s; its account user %s, team %s', o.what, o.id,
+                  coalesce(o.user_id::text, 'none'), coalesce(o.team_id::text, 'none'),
+                  coalesce(a.user_id::text, 'none'), coalesce(a.team_id::text, 'none'))
+    FROM (SELECT 'lot' AS what, grant_id::text AS id, account_id, user_id, team_id FROM credit_lots
+          UNION ALL
+          SELECT 'allocation', al.reserve_id || ' of ' || al.grant_id, r.account_id, al.user_id, al.team_id
+          FROM credit_allocations al JOIN credit_transfers r ON r.id = al.reserve_id
+          UNION ALL
+          SELECT 'commit stripe', stripe::text, account_id, user_id, team_id FROM credit_commit_stripes) o
+    JOIN credit_accounts a ON a.id = o.account_id
+    WHERE (o.user_id, o.team_id) IS DISTINCT FROM (a.user_id, a.team_id)`,
+
+  // Spend limits: each member's monthly usage of a team account (team_member_usage.used, what the
+  // limit is checked against) = its reserves on that account made that month (UTC), minus those
+  // released (a commit leaves the spend counted).
+  usage: `
+    WITH expected AS (
+      SELECT team_id, user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, sum(amount) AS used
+      FROM (SELECT r.team_id, r.user_id, r.created_at, r.amount FROM credit_transfers r
+            WHERE r.kind = 'reserve' AND r.team_id IS NOT NULL
+            UNION ALL
+            -- A release gives its reserve's amount back, in its reserve's month. (From the release to
+            -- its reserve by primary key: a plan that stays cheap whatever the table's statistics.)
+            SELECT r.team_id, r.user_id, r.created_at, -r.amount
+            FROM credit_transfers x JOIN credit_transfers r ON r.id = x.pending_id
+            WHERE x.kind = 'release' AND r.team_id IS NOT NULL) lines
+      GROUP BY 1, 2, 3
+    )
+    SELECT 'team_usage_mismatch' AS kind, a.id AS account_id, NULL::uuid AS generation_id,
+           format('team %s, member %s, %s: used %s, but the reserves that month minus their releases sum to %s',
+                  s.team_id, s.user_id, to_char(s.month, 'YYYY-MM'), s.used, s.expected) AS detail
+    FROM (SELECT team_id, user_id, month, coalesce(u.used, 0) AS used, coalesce(e.used, 0) AS expected
+          FROM team_member_usage u FULL JOIN expected e USING (team_id, user_id, month)) s
+    LEFT JOIN credit_accounts a ON a.team_id = s.team_id
+    WHERE s.used <> s.expected`,
 
   // A terminal generation has exactly one reserve and exactly one resolution of it: a commit if it
   // succeeded, a release if it failed or was canceled. (A generation refused at admission has no row.)

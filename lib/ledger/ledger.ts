@@ -152,11 +152,22 @@ interface ActingUser {
  */
 export async function reserve(
   q: Runner,
-  p: ActingUser & { id: string; amount: number; generationId: string | null; deadline: Date; teamId?: string | null },
+  p: ActingUser & {
+    id: string;
+    amount: number;
+    generationId: string | null;
+    deadline: Date;
+    teamId?: string | null;
+  },
 ) {
   checkAmount(p.amount);
   if (p.teamId)
-    return callActing(q, 'ledger_reserve_team', [p.id, p.amount, p.generationId, p.deadline, p.teamId], p.userId);
+    return callActing(
+      q,
+      'ledger_reserve_team',
+      [p.id, p.amount, p.generationId, p.deadline, p.teamId],
+      p.userId,
+    );
   if (q instanceof pg.Pool && p.userId) return reserveBatcherOf(q).run({ ...p, userId: p.userId });
   return reserveNow(q, p);
 }
@@ -190,16 +201,25 @@ export function release(q: Runner, p: ActingUser & { id: string; pendingId: stri
 
 /** A grant to a user (`userId`) or to a team (`teamId`): exactly one of them. */
 type GrantRequest = { id: string; amount: number; reason: string; expiresAt?: Date | null } & (
-  | { userId: string; teamId?: undefined }
-  | { teamId: string; userId?: undefined }
+  { userId: string; teamId?: undefined } | { teamId: string; userId?: undefined }
 );
 
 function grantThrough(system: boolean, tx: Tx, p: GrantRequest) {
   checkAmount(p.amount);
   const fn = p.teamId
-    ? system ? 'ledger_grant_team' : 'admin_grant_team_credits'
-    : system ? 'ledger_grant' : 'admin_grant_credits';
-  return call(tx, `${fn}($1, $2, $3, $4, $5)`, [p.id, p.teamId ?? p.userId, p.amount, p.reason, p.expiresAt ?? null]);
+    ? system
+      ? 'ledger_grant_team'
+      : 'admin_grant_team_credits'
+    : system
+      ? 'ledger_grant'
+      : 'admin_grant_credits';
+  return call(tx, `${fn}($1, $2, $3, $4, $5)`, [
+    p.id,
+    p.teamId ?? p.userId,
+    p.amount,
+    p.reason,
+    p.expiresAt ?? null,
+  ]);
 }
 
 /** A grant, in a system transaction (admin commands, tests). */
@@ -229,15 +249,68 @@ export async function balance(tx: Tx, userId: string): Promise<Balance> {
   return rows[0] ?? { available: 0, reserved: 0, spent: 0, granted: 0, expired: 0 };
 }
 
+/** The balance of a team's account, for any member the transaction is scoped to (else zeros). */
+export async function teamBalance(tx: Tx, teamId: string): Promise<Balance> {
+  const { rows } = await tx.query<Balance>(
+    `SELECT a.credits_posted - a.debits_posted - a.debits_pending AS available,
+            a.debits_pending AS reserved,
+            a.debits_posted - x.expired AS spent,
+            a.credits_posted AS granted,
+            x.expired
+     FROM credit_balances a, LATERAL (SELECT team_expired_credit(a.team_id) AS expired) x
+     WHERE a.team_id = $1`,
+    [teamId],
+  );
+  return rows[0] ?? { available: 0, reserved: 0, spent: 0, granted: 0, expired: 0 };
+}
+
 /**
- * One page of the personal account's transfers of the user the transaction is scoped to, newest
- * first (`limit + 1` rows: see newestFirst). Row-level security also shows the lines of its teams;
- * those are the team's (GET /v1/teams/:id/credits/transactions), not listed here.
+ * One page of transfers matching `where` (over `params`), newest first (`limit + 1` rows: see
+ * newestFirst). A cursor's time is cut to the millisecond, the API's precision, but a transfer's is
+ * not, and the lines one transaction writes share theirs: the page starts after the exact time of
+ * the transfer the cursor names, so no line of that millisecond is skipped or shown twice.
  */
-export function listTransfers(tx: Tx, page: { after?: PageAfter; limit: number }): Promise<Transfer[]> {
+function transfersPage(
+  tx: Tx,
+  where: string,
+  params: unknown[],
+  page: { after?: PageAfter; limit: number },
+): Promise<Transfer[]> {
+  const conditions = [where];
+  const values = [...params];
+  if (page.after) {
+    values.push(page.after.createdAt, page.after.id);
+    const [at, id] = [`$${values.length - 1}::timestamptz`, `$${values.length}::uuid`];
+    conditions.push(
+      `(created_at, id) < (coalesce((SELECT c.created_at FROM credit_transfers c WHERE c.id = ${id}), ${at}), ${id})`,
+    );
+  }
   return newestFirst<Transfer>(tx, {
     select: `SELECT ${transferColumns()} FROM credit_transfers`,
-    where: ['team_id IS NULL'],
-    ...page,
+    where: conditions,
+    params: values,
+    limit: page.limit,
   });
+}
+
+/**
+ * One page of a team account's transfers, newest first, as the member the transaction is scoped to
+ * may see them: row-level security shows an admin or the owner every line, other members only the
+ * lines they acted on.
+ */
+export function listTeamTransfers(
+  tx: Tx,
+  teamId: string,
+  page: { after?: PageAfter; limit: number },
+): Promise<Transfer[]> {
+  return transfersPage(tx, 'team_id = $1', [teamId], page);
+}
+
+/**
+ * One page of the personal account's transfers of the user the transaction is scoped to, newest
+ * first. Row-level security also shows the lines of its teams; those are the team's
+ * (GET /v1/teams/:id/credits/transactions), not listed here.
+ */
+export function listTransfers(tx: Tx, page: { after?: PageAfter; limit: number }): Promise<Transfer[]> {
+  return transfersPage(tx, 'team_id IS NULL', [], page);
 }

@@ -6,6 +6,8 @@ export const SEARCH_ATTRIBUTE_NAMES = {
   model: 'VelroModel',
   projectId: 'VelroProjectId',
   status: 'VelroStatus',
+  /** Set on team generations only. */
+  teamId: 'VelroTeamId',
 } as const;
 
 export type SearchAttributeName = (typeof SEARCH_ATTRIBUTE_NAMES)[keyof typeof SEARCH_ATTRIBUTE_NAMES];

@@ -20,13 +20,36 @@ export function deliveryId(eventId: string, endpointId: string | null): string {
   return derivedUuid(`velro:webhook-delivery:${eventId}:${endpointId ?? 'generation-url'}`);
 }
 
-/** The status of one of the caller's generations (RLS), or undefined when there is none. */
-export async function generationStatus(tx: Tx, generationId: string): Promise<GenerationStatus | undefined> {
-  const { rows } = await tx.query<{ status: GenerationStatus }>(
-    'SELECT status FROM generations WHERE id = $1',
+/** The status and team of one of the caller's generations (RLS), or undefined when it sees none. */
+export async function generationStatus(
+  tx: Tx,
+  generationId: string,
+): Promise<{ status: GenerationStatus; teamId: string | null } | undefined> {
+  const { rows } = await tx.query<{ status: GenerationStatus; team_id: string | null }>(
+    'SELECT status, team_id FROM generations WHERE id = $1',
     [generationId],
   );
-  return rows[0]?.status;
+  return rows[0] && { status: rows[0].status, teamId: rows[0].team_id };
+}
+
+/**
+ * A team generation of `userId` (on the system login: its creator may have left the team, and so
+ * no longer see it): its status, team, and whether the creator is still a member of the live team.
+ */
+export async function teamGenerationOf(
+  tx: Tx,
+  generationId: string,
+  userId: string,
+): Promise<{ status: GenerationStatus; teamId: string; creatorIsMember: boolean } | undefined> {
+  const { rows } = await tx.query<{ status: GenerationStatus; team_id: string; member: boolean }>(
+    `SELECT g.status, g.team_id,
+            EXISTS (SELECT 1 FROM team_members m JOIN teams t ON t.id = m.team_id
+                    WHERE m.team_id = g.team_id AND m.user_id = g.user_id AND t.deleted_at IS NULL) AS member
+     FROM generations g WHERE g.id = $1 AND g.user_id = $2 AND g.team_id IS NOT NULL`,
+    [generationId, userId],
+  );
+  const row = rows[0];
+  return row && { status: row.status, teamId: row.team_id, creatorIsMember: row.member };
 }
 
 /** Whether the event is already recorded (a repeated createWebhookEvent). */
@@ -38,6 +61,8 @@ export async function eventExists(tx: Tx, eventId: string): Promise<boolean> {
 export interface NewEvent {
   id: string;
   userId: string;
+  /** A team generation's team. */
+  teamId: string | null;
   type: WebhookEventType;
   generationId: string;
   /** The exact bytes every attempt to every target sends. */
@@ -45,22 +70,32 @@ export interface NewEvent {
   createdAt: Date;
 }
 
-/** Records an event and one pending delivery per target (`endpointId` null: the generation's webhookUrl). */
-export async function recordEvent(
-  tx: Tx,
-  event: NewEvent,
-  targets: { endpointId: string | null; url: string }[],
-): Promise<void> {
+/** Where a delivery goes: a registered endpoint (a team's: `teamId`), or (`endpointId` null) the generation's webhookUrl. */
+export interface DeliveryTargetSpec {
+  endpointId: string | null;
+  teamId: string | null;
+  url: string;
+}
+
+/** Records an event and one pending delivery per target. */
+export async function recordEvent(tx: Tx, event: NewEvent, targets: DeliveryTargetSpec[]): Promise<void> {
   await tx.query(
-    `INSERT INTO webhook_events (id, user_id, type, generation_id, body, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-    [event.id, event.userId, event.type, event.generationId, event.body, event.createdAt],
+    `INSERT INTO webhook_events (id, user_id, team_id, type, generation_id, body, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+    [event.id, event.userId, event.teamId, event.type, event.generationId, event.body, event.createdAt],
   );
   for (const target of targets) {
     await tx.query(
-      `INSERT INTO webhook_deliveries (id, event_id, user_id, endpoint_id, url)
-       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
-      [deliveryId(event.id, target.endpointId), event.id, event.userId, target.endpointId, target.url],
+      `INSERT INTO webhook_deliveries (id, event_id, user_id, team_id, endpoint_id, url)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+      [
+        deliveryId(event.id, target.endpointId),
+        event.id,
+        event.userId,
+        target.teamId,
+        target.endpointId,
+        target.url,
+      ],
     );
   }
 }

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { publicUrl, type Config } from '../config';
 import { createPool, createSystemPool, type Db, type SystemDb } from '../db/pool';
+import { noMailer, smtpMailer, type Mailer } from '../mail/mailer';
 import { FalProvider } from '../providers/fal';
 import { LocalProvider } from '../providers/local-provider';
 import { ReplicateProvider } from '../providers/replicate';
@@ -35,6 +36,12 @@ export function createSystemDb(
 export function createStorage(config: Config): Storage {
   if (config.STORAGE_DRIVER === 's3') return new S3Storage(s3OptionsFromConfig(config));
   return new FsStorage(path.join(config.dataDir, 'storage'));
+}
+
+/** E-mail through SMTP_URL, or none without it. */
+export function createMailer(config: Config): Mailer {
+  if (!config.SMTP_URL) return noMailer;
+  return smtpMailer({ url: config.SMTP_URL, from: config.SMTP_FROM, timeoutMs: config.SMTP_TIMEOUT_MS });
 }
 
 /** The route provider webhooks arrive on (the API serves it at VELRO_PUBLIC_URL). */

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../lib/net/free-port';
 import { PROJECT_ROOT } from '../../lib/paths';
 import { createUser, startHarness, type Harness } from '../support/context';
+import { runAdmin } from '../support/scripts';
 
 const run = promisify(execFile);
 
@@ -118,5 +119,47 @@ describe('the velro CLI against a running service', () => {
     }
     expect(state).toMatchObject({ status: 'canceled', credits: { state: 'refunded' } });
     expect(JSON.parse((await velro(['credits', '--json'])).stdout)).toEqual(before);
+  });
+  it('runs a team: create, invite, accept, grant, limit, generate --team, usage', async () => {
+    const ann = await createUser(h.db);
+    const owner = { VELRO_URL: url, VELRO_API_KEY: user.apiKey };
+    const asAnn = { VELRO_URL: url, VELRO_API_KEY: ann.apiKey };
+    const created = await velro(['teams', 'create', 'Studio', '--json'], owner);
+    expect(created.code).toBe(0);
+    const team = JSON.parse(created.stdout) as { id: string; role: string };
+    expect(team.role).toBe('owner');
+
+    const invite = await velro(['teams', 'invite', team.id, ann.email, '--role', 'member', '--json'], owner);
+    expect(invite.code).toBe(0);
+    const { token } = JSON.parse(invite.stdout) as { token: string };
+    const accepted = await velro(['teams', 'accept', token], asAnn);
+    expect(accepted.stdout).toMatch(/^joined team .* as member/);
+
+    await runAdmin(['grant', '--team', team.id, '--credits', '500', '--reason', 'cli test']);
+    const limit = await velro(['teams', 'limit', team.id, ann.userId, '100'], owner);
+    expect(limit.stdout).toContain('limit 100');
+    const listed = await velro(['teams', '--json'], asAnn);
+    expect(JSON.parse(listed.stdout)).toEqual([expect.objectContaining({ id: team.id, role: 'member' })]);
+
+    const gen = await velro(
+      ['generate', '--model', 'imagen4-ultra', 'a team fox', '--team', team.id, '--wait', '--json'],
+      asAnn,
+    );
+    expect(gen.code).toBe(0);
+    expect(JSON.parse(gen.stdout)).toMatchObject({ status: 'succeeded', teamId: team.id });
+    // 45 of Ann's 100 are spent; a second 45 fits, a third does not.
+    await velro(['generate', '--model', 'imagen4-ultra', 'again', '--team', team.id, '--wait'], asAnn);
+    const over = await velro(['generate', '--model', 'imagen4-ultra', 'once more', '--team', team.id], asAnn);
+    expect(over.code).toBe(1);
+    expect(over.stderr).toContain('spend_limit_exceeded');
+
+    const credits = await velro(['credits', '--team', team.id, '--json'], owner);
+    expect(JSON.parse(credits.stdout)).toMatchObject({ available: 410, spent: 90 });
+    const usage = await velro(['teams', 'usage', team.id, '--json'], owner);
+    expect(JSON.parse(usage.stdout).data).toEqual([
+      expect.objectContaining({ userId: ann.userId, model: 'imagen4-ultra', count: 2, spent: 90 }),
+    ]);
+    const members = await velro(['teams', 'members', team.id], owner);
+    expect(members.stdout).toContain(ann.email);
   });
 });

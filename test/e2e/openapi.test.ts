@@ -253,6 +253,9 @@ describe('the OpenAPI document', () => {
       'POST /v1/api-keys',
       'POST /v1/generations',
       'POST /v1/projects',
+      'POST /v1/teams/:id/api-keys',
+      'POST /v1/teams/:id/invitations',
+      'POST /v1/teams/:id/webhook-endpoints',
       'POST /v1/webhook-endpoints',
     ]);
     for (const { method, url, op } of idempotent) {

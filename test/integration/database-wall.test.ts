@@ -342,6 +342,7 @@ describe('the database wall: the velro_app login cannot step around row-level se
       'record_provider_webhook(text,text)',
       'register_user(text,text)',
       'signed_asset(uuid)',
+      'team_expired_credit(uuid)',
       'transfer_team_ownership(uuid,uuid)',
       'velro_require_team_role(uuid,text)',
       'velro_role_rank(text)',

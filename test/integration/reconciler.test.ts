@@ -14,6 +14,7 @@ import { stoppedGenerationsOf } from '../../worker/workflow-state';
 import { ensureReconcilerSchedule } from '../../worker/reconciler-schedule';
 import { RECONCILER_SCHEDULE_ID } from '../../workflows/reconciler';
 import { createUser, startHarness, testStack, waitFor, type Harness, systemDb } from '../support/context';
+import { addMember, createTeam, grantTeam } from '../support/teams';
 
 describe('the ledger reconciler', () => {
   let h: Harness;
@@ -150,6 +151,76 @@ describe('the ledger reconciler', () => {
       available: 110,
       reserved: 90,
     });
+  });
+
+  it("releases a team member's overdue reservation into the team account and gives the member's monthly room back", async () => {
+    const owner = await createUser(h.db);
+    const member = await createUser(h.db);
+    const teamId = await createTeam(h.db, owner.userId);
+    await addMember(h.db, teamId, owner.userId, member, 'member');
+    await grantTeam(teamId, 500);
+    await withSystemTx(systemDb(), (tx) =>
+      tx.query('UPDATE team_members SET monthly_spend_limit = 90 WHERE team_id = $1 AND user_id = $2', [
+        teamId,
+        member.userId,
+      ]),
+    );
+    const reserveFor = async (deadline: Date) => {
+      const generationId = randomUUID();
+      await withUserTx(h.db, member.userId, async (tx) => {
+        await tx.query(
+          `INSERT INTO generations (id, user_id, team_id, model, input, credits, provider, status, stage)
+           VALUES ($1, $2, $3, 'imagen4-ultra', '{"prompt":"x"}', 45, 'local', 'running', 'waiting for provider')`,
+          [generationId, member.userId, teamId],
+        );
+        await ledger.reserve(tx, {
+          id: transferId(generationId, 'reserve'),
+          amount: 45,
+          generationId,
+          deadline,
+          teamId,
+        });
+      });
+      return generationId;
+    };
+    const abandoned = await reserveFor(new Date(Date.now() - 60_000));
+    const open = await reserveFor(new Date(Date.now() + 3_600_000));
+    // 90 of 90 used: the member can reserve nothing more this month.
+    await expect(reserveFor(new Date(Date.now() + 3_600_000))).rejects.toMatchObject({
+      code: 'spend_limit_exceeded',
+    });
+
+    await reconcileWith(async () => 'missing');
+    expect(await transferKinds(abandoned, open)).toEqual({
+      [abandoned]: ['release', 'reserve'],
+      [open]: ['reserve'],
+    });
+    const teamState = await withSystemTx(systemDb(), async (tx) => {
+      const account = await ledger.teamBalance(tx, teamId);
+      const usage = await tx.query<{ used: number }>(
+        'SELECT used FROM team_member_usage WHERE team_id = $1 AND user_id = $2',
+        [teamId, member.userId],
+      );
+      const gen = await tx.query<{ status: string; error_code: string }>(
+        'SELECT status, error_code FROM generations WHERE id = $1',
+        [abandoned],
+      );
+      return { account, used: usage.rows[0]!.used, generation: gen.rows[0] };
+    });
+    expect(teamState).toEqual({
+      account: { available: 455, reserved: 45, spent: 0, granted: 500, expired: 0 },
+      used: 45,
+      generation: { status: 'failed', error_code: 'abandoned' },
+    });
+    // The room it got back is usable, and the release was made as the member who reserved.
+    await reserveFor(new Date(Date.now() + 3_600_000));
+    const release = await withSystemTx(systemDb(), (tx) =>
+      tx.query('SELECT user_id, team_id FROM credit_transfers WHERE generation_id = $1 AND kind = $2', [
+        abandoned,
+        'release',
+      ]),
+    );
+    expect(release.rows).toEqual([{ user_id: member.userId, team_id: teamId }]);
   });
 
   it("refunds a generation an operator terminated (which runs none of its code) in the reconciler's next run", async () => {

@@ -175,4 +175,30 @@ describe('configuration', () => {
     expect(loadConfig({}).METRICS_TOKEN).toBeUndefined();
     expect(loadConfig({ METRICS_TOKEN: ' tok ' }).METRICS_TOKEN).toBe('tok');
   });
+
+  it('reads SMTP_URL (smtp:// or smtps:// only), SMTP_FROM and SMTP_TIMEOUT_MS', () => {
+    expect(loadConfig({}).SMTP_URL).toBeUndefined();
+    expect(loadConfig({})).toMatchObject({
+      SMTP_FROM: 'Velro <no-reply@velro.invalid>',
+      SMTP_TIMEOUT_MS: 10_000,
+    });
+    expect(loadConfig({ SMTP_URL: '' }).SMTP_URL).toBeUndefined();
+    for (const url of ['smtp://user:pass@mail.example.com:587', 'smtps://mail.example.com']) {
+      expect(loadConfig({ SMTP_URL: url }).SMTP_URL).toBe(url);
+    }
+    for (const url of ['https://mail.example.com', 'mail.example.com:25', 'smtp:/x', 'smtp://']) {
+      expect(() => loadConfig({ SMTP_URL: url }), url).toThrow(
+        /SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/,
+      );
+    }
+    // The message names the variable, never the URL (it may carry the password).
+    expect(() => loadConfig({ SMTP_URL: 'http://u:hunter2@x' })).toThrow(ConfigError);
+    expect(() => loadConfig({ SMTP_URL: 'http://u:hunter2@x' })).not.toThrow(/hunter2/);
+    expect(loadConfig({ SMTP_FROM: 'Acme <invites@acme.example>' }).SMTP_FROM).toBe(
+      'Acme <invites@acme.example>',
+    );
+    expect(loadConfig({ SMTP_FROM: 'invites@acme.example' }).SMTP_FROM).toBe('invites@acme.example');
+    expect(() => loadConfig({ SMTP_FROM: 'Acme' })).toThrow(/SMTP_FROM/);
+    expect(() => loadConfig({ SMTP_TIMEOUT_MS: '10' })).toThrow(/SMTP_TIMEOUT_MS/);
+  });
 });
