@@ -940,7 +940,7 @@ CREATE OR REPLACE FUNCTION public.team_expired_credit(p_team uuid)
  STABLE SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
 AS $function$
-  SELECT CASE WHEN velro_team_role(p_team) IS NOT NULL THEN
+  SELECT CASE WHEN velro_team_role(p_team) IS NOT NULL OR pg_has_role(session_user, 'velro_system', 'MEMBER') THEN
     (SELECT coalesce(sum(amount), 0)::bigint FROM credit_transfers WHERE team_id = p_team AND kind = 'expire') END
 $function$;
 

@@ -874,10 +874,10 @@ END $$;
 
 -- What expired on a team's account, for any member: expiries of lapsed grants carry no member, so
 -- row-level security shows them to admins only, yet every member reads the balance they explain.
--- NULL for a non-member.
+-- NULL for a non-member (velro_system, which sees every line anyway, reads it too).
 CREATE FUNCTION team_expired_credit(p_team uuid) RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-  SELECT CASE WHEN velro_team_role(p_team) IS NOT NULL THEN
+  SELECT CASE WHEN velro_team_role(p_team) IS NOT NULL OR pg_has_role(session_user, 'velro_system', 'MEMBER') THEN
     (SELECT coalesce(sum(amount), 0)::bigint FROM credit_transfers WHERE team_id = p_team AND kind = 'expire') END
 $$;
 

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSystemTx, withUserTx, type Db, type Tx } from '../../lib/db/pool';
@@ -6,6 +6,7 @@ import { checkLedger, type LedgerProblem } from '../../lib/ledger/check';
 import { LedgerError, spendLimitOf } from '../../lib/ledger/errors';
 import * as ledger from '../../lib/ledger/ledger';
 import { createUser, systemDb, testConfig, testDb, testStack } from '../support/context';
+import { addMember, createTeam, grantTeam } from '../support/teams';
 
 /**
  * Team accounts in the ledger, at the SQL level (db/migrations/009_teams.sql): reservations by
@@ -13,42 +14,6 @@ import { createUser, systemDb, testConfig, testDb, testStack } from '../support/
  */
 
 const hour = () => new Date(Date.now() + 3600_000);
-
-async function createTeam(db: Db, ownerId: string, name = 'team'): Promise<string> {
-  return withUserTx(db, ownerId, async (tx) => {
-    const { rows } = await tx.query<{ id: string }>('SELECT create_team($1) AS id', [name]);
-    return rows[0]!.id;
-  });
-}
-
-/** Adds `userId` to the team with `role` the way production does: an invitation, accepted. */
-async function addMember(
-  db: Db,
-  teamId: string,
-  ownerId: string,
-  user: { userId: string; email: string },
-  role: string,
-) {
-  const token = randomUUID();
-  const hash = createHash('sha256').update(token).digest();
-  await withUserTx(db, ownerId, (tx) =>
-    tx.query(
-      `INSERT INTO team_invitations (team_id, email, role, token_hash, invited_by, expires_at)
-       VALUES ($1, $2, $3, $4, $5, now() + interval '7 days')`,
-      [teamId, user.email, role, hash, ownerId],
-    ),
-  );
-  const { rows } = await withUserTx(db, user.userId, (tx) =>
-    tx.query<{ outcome: string }>('SELECT outcome FROM accept_team_invitation($1)', [hash]),
-  );
-  expect(rows[0]!.outcome).toBe('joined');
-}
-
-async function grantTeam(teamId: string, amount: number) {
-  await withSystemTx(systemDb(), (tx) =>
-    tx.query('SELECT ledger_grant_team($1, $2, $3, $4)', [randomUUID(), teamId, amount, 'test']),
-  );
-}
 
 function reserveTeam(tx: Tx, teamId: string, amount: number, id = randomUUID()) {
   return tx.query<{ id: string; user_id: string; team_id: string }>(
@@ -132,6 +97,36 @@ describe('team accounts in the ledger', () => {
     });
     await expect(withUserTx(db, outsider.userId, (tx) => reserveTeam(tx, teamId, 10))).rejects.toMatchObject({
       code: 'VL404',
+    });
+  });
+
+  it('shows every member, not only admins, what expired on the team account', async () => {
+    const owner = await createUser(db);
+    const viewer = await createUser(db);
+    const teamId = await createTeam(db, owner.userId);
+    await addMember(db, teamId, owner.userId, viewer, 'viewer');
+    await grantTeam(teamId, 100);
+    await withSystemTx(systemDb(), (tx) =>
+      ledger.grant(tx, {
+        id: randomUUID(),
+        teamId,
+        amount: 30,
+        reason: 'trial',
+        expiresAt: new Date(Date.now() + 300),
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 400));
+    await withSystemTx(systemDb(), (tx) => tx.query('SELECT ledger_expire_grants()'));
+    const expected = { available: 100, reserved: 0, spent: 0, granted: 130, expired: 30 };
+    for (const who of [owner, viewer])
+      expect(await withUserTx(db, who.userId, (tx) => ledger.teamBalance(tx, teamId))).toEqual(expected);
+    const outsider = await createUser(db);
+    expect(await withUserTx(db, outsider.userId, (tx) => ledger.teamBalance(tx, teamId))).toEqual({
+      available: 0,
+      reserved: 0,
+      spent: 0,
+      granted: 0,
+      expired: 0,
     });
   });
 });
