@@ -173,7 +173,18 @@ export function estimateSecretBits(secret: string): number {
   if (chars.some((c) => c >= 'A' && c <= 'Z')) pool += 26;
   if (chars.some((c) => c >= '0' && c <= '9')) pool += 10;
   if (chars.some((c) => !/[a-zA-Z0-9]/.test(c))) pool += 33;
-  const classBits = pool > 1 ? chars.length * Math.log2(pool) : 0;
+  // Mixed-case text in a base64 alphabet is read as base64 (6 bits a character), not by the classes
+  // it happens to show: 43 characters of base64url carry 256 bits, but about one in 1,500 of them
+  // has no digit, and counting classes would then refuse a sound secret.
+  const base64 =
+    (/^[A-Za-z0-9+/]+=*$/.test(secret) || /^[A-Za-z0-9_-]+$/.test(secret)) &&
+    /[a-z]/.test(secret) &&
+    /[A-Z]/.test(secret);
+  const classBits = pool > 1 ? chars.length * Math.max(Math.log2(pool), base64 ? 6 : 0) : 0;
+  // CamelCase words (`MySecretIsLong…`) are a phrase, however they are joined.
+  const camel = secret.split(/(?=[A-Z])/);
+  if (camel.length >= 3 && camel.every((t) => /^[A-Z][a-z]+$/.test(t)))
+    return Math.min(classBits, camel.length * 13);
   const tokens = secret.split(/[\s\-_.,;:!?'"]+/).filter(Boolean);
   // Words as people write them (lower case, or capitalised), not random letters: a token of random
   // base64 mixes cases, so a real random secret is never taken for a phrase.

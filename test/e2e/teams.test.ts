@@ -226,6 +226,12 @@ describe('teams and members', () => {
   it('lists members (people, not team keys) to every member', async () => {
     const t = await team();
     await teamKey(t.id, t.owner.userId);
+    // Joined a second apart, so that newest first is one order (joins within a millisecond tie).
+    await systemDb().query(
+      `UPDATE team_members m SET created_at = now() - make_interval(secs => o.n)
+       FROM unnest($2::uuid[]) WITH ORDINALITY AS o(user_id, n) WHERE m.team_id = $1 AND m.user_id = o.user_id`,
+      [t.id, [t.viewer.userId, t.member.userId, t.admin.userId, t.owner.userId]],
+    );
     for (const who of [t.owner, t.viewer]) {
       const res = await as(who, 'GET', `/v1/teams/${t.id}/members`);
       expect(res.statusCode).toBe(200);

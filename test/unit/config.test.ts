@@ -90,6 +90,13 @@ describe('configuration', () => {
     expect(estimateSecretBits(randomBytes(32).toString('base64'))).toBeGreaterThanOrEqual(256);
   });
 
+  it('reads base64 by its alphabet, not by the classes one sample shows, and CamelCase words as a phrase', () => {
+    // 43 base64url characters without a digit (about one random key in 1,500): still 256 bits.
+    expect(estimateSecretBits('QmXkVbNhTzWpLrJdFgHsKqYwPlMnBvCxZaQwRtYuIoP')).toBeGreaterThanOrEqual(256);
+    expect(prod('QmXkVbNhTzWpLrJdFgHsKqYwPlMnBvCxZaQwRtYuIoP').JWT_SECRET).toBeDefined();
+    expect(estimateSecretBits('MySuperSecretPasswordIsVeryLongAndStrongYes')).toBeLessThan(256);
+  });
+
   it('never takes random base64 for a passphrase, even when separators cut it into letter-only tokens', () => {
     // Seen in CI once: three mixed-case letter tokens between '-' and '_' read as three words.
     const secret = 'QmXkVbNhTzWpLrJdFg-HsKqYwPlMnBvCxZaQwRt_YuIoPaSdFgHjKlZx';
