@@ -232,37 +232,42 @@ export const grant = (tx: Tx, p: GrantRequest) => grantThrough(true, tx, p);
  */
 export const adminGrant = (tx: Tx, p: GrantRequest) => grantThrough(false, tx, p);
 
-/** The balance of the user the transaction is scoped to. */
-export async function balance(tx: Tx, userId: string): Promise<Balance> {
-  const { rows } = await tx.query<Balance>(
-    `SELECT a.credits_posted - a.debits_posted - a.debits_pending AS available,
-            a.debits_pending AS reserved,
-            a.debits_posted - coalesce(x.expired, 0) AS spent,
-            a.credits_posted AS granted,
-            coalesce(x.expired, 0) AS expired
-     FROM credit_balances a
-     LEFT JOIN LATERAL (SELECT sum(amount)::bigint AS expired FROM credit_transfers
-                        WHERE user_id = a.user_id AND team_id IS NULL AND kind = 'expire') x ON true
-     WHERE a.user_id = $1`,
-    [userId],
-  );
-  return rows[0] ?? { available: 0, reserved: 0, spent: 0, granted: 0, expired: 0 };
-}
-
-/** The balance of a team's account, for any member the transaction is scoped to (else zeros). */
-export async function teamBalance(tx: Tx, teamId: string): Promise<Balance> {
+/**
+ * An account's balance from credit_balances, with `expired` given by `expiredSql` (over the
+ * account row `a`); zeros when the transaction may not see the account.
+ */
+async function balanceOf(
+  tx: Tx,
+  owner: 'user_id' | 'team_id',
+  id: string,
+  expiredSql: string,
+): Promise<Balance> {
   const { rows } = await tx.query<Balance>(
     `SELECT a.credits_posted - a.debits_posted - a.debits_pending AS available,
             a.debits_pending AS reserved,
             a.debits_posted - x.expired AS spent,
             a.credits_posted AS granted,
             x.expired
-     FROM credit_balances a, LATERAL (SELECT team_expired_credit(a.team_id) AS expired) x
-     WHERE a.team_id = $1`,
-    [teamId],
+     FROM credit_balances a, LATERAL (SELECT ${expiredSql} AS expired) x
+     WHERE a.${owner} = $1`,
+    [id],
   );
   return rows[0] ?? { available: 0, reserved: 0, spent: 0, granted: 0, expired: 0 };
 }
+
+/** The balance of the user the transaction is scoped to. */
+export const balance = (tx: Tx, userId: string) =>
+  balanceOf(
+    tx,
+    'user_id',
+    userId,
+    `(SELECT coalesce(sum(amount), 0)::bigint FROM credit_transfers
+      WHERE user_id = a.user_id AND team_id IS NULL AND kind = 'expire')`,
+  );
+
+/** The balance of a team's account, for any member the transaction is scoped to (else zeros). */
+export const teamBalance = (tx: Tx, teamId: string) =>
+  balanceOf(tx, 'team_id', teamId, 'team_expired_credit(a.team_id)');
 
 /**
  * One page of transfers matching `where` (over `params`), newest first (`limit + 1` rows: see
