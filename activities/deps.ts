@@ -19,6 +19,18 @@ export interface WebhookDeps {
   lookup?: LookupAll;
 }
 
+/** Input images (activities/input-images.ts). */
+export interface InputImageDeps {
+  /** INPUT_IMAGE_DELIVERY: upload to the provider, or hand it a signed Velro URL. */
+  delivery: 'provider' | 'signed-url';
+  /** Largest image copied from a client's URL (UPLOAD_MAX_BYTES). */
+  maxBytes: number;
+  /** Largest image in pixels (UPLOAD_MAX_PIXELS). */
+  maxPixels: number;
+  /** Time limit for copying one client's image URL. */
+  fetchTimeoutMs: number;
+}
+
 export interface ActivityDeps {
   /** The velro_app login: every activity that acts for one user. */
   db: Db;
@@ -40,5 +52,8 @@ export interface ActivityDeps {
   workflowState(workflowId: string): Promise<'running' | 'closed' | 'missing'>;
   /** Generations whose workflow closed since then without completing (an operator's terminate, say). */
   stoppedGenerations(since: Date): Promise<{ generationId: string; status: string }[]>;
+  /** Uploads no generation uses are purged this long after they were made (UPLOAD_RETENTION_HOURS). */
+  uploadRetentionHours: number;
   webhooks: WebhookDeps;
+  inputImages: InputImageDeps;
 }

@@ -1,5 +1,6 @@
 import { admissionActivities } from './admission';
 import type { ActivityDeps } from './deps';
+import { inputImageActivities } from './input-images';
 import { outputActivities } from './outputs';
 import { providerActivities } from './provider';
 import { reconciliationActivities } from './reconciliation';
@@ -12,6 +13,7 @@ export type { ActivityDeps } from './deps';
 export function createActivities(deps: ActivityDeps) {
   return {
     ...admissionActivities(deps),
+    ...inputImageActivities(deps),
     ...providerActivities(deps),
     ...outputActivities(deps),
     ...settlementActivities(deps),

@@ -26,7 +26,8 @@ export function outputActivities(deps: ActivityDeps) {
   ): Promise<{ body: Readable; contentType: string }> {
     if (source.kind === 'local') {
       if (!provider.openLocal) throw new Error(`${provider.name} has no local outputs`);
-      return provider.openLocal(source);
+      const openLocal = provider.openLocal.bind(provider);
+      return providerCall(() => openLocal(source)); // an unusable input image: invalid_input
     }
     try {
       const res = await openDownload(source.url, {

@@ -2,6 +2,7 @@ import { log, metricMeter } from '@temporalio/activity';
 import { withSystemTx } from '../lib/db/pool';
 import * as store from '../lib/ledger/reconciler-store';
 import type { OpenReserve } from '../lib/ledger/reconciler-store';
+import { purgeUnusedUploads } from '../lib/uploads/store';
 import { generationWorkflowId } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
 
@@ -10,6 +11,8 @@ export interface ReconcileReport {
   releasedReservations: number;
   /** Generations that are terminal without exactly one commit or release: need an operator. */
   unsettledGenerations: string[];
+  /** Uploads removed: deleted ones, and unused ones past UPLOAD_RETENTION_HOURS. */
+  purgedUploads: number;
 }
 
 /** How far back the reconciler looks for generation workflows that closed without settling. */
@@ -28,12 +31,32 @@ export function reconciliationActivities(deps: ActivityDeps) {
     );
   }
 
+  /**
+   * Marks the uploads to remove as purged, then deletes their bytes. A delete that fails leaves an
+   * object no row names (logged, harmless); the row's purge is what keeps the upload from being used.
+   */
+  async function purgeUploads(): Promise<number> {
+    const purged = await purgeUnusedUploads(deps.systemDb, deps.uploadRetentionHours);
+    for (const { id, storageKey } of purged) {
+      try {
+        await deps.storage.delete(storageKey);
+      } catch (err) {
+        log.warn('could not delete the bytes of a purged upload', {
+          uploadId: id,
+          storageKey,
+          error: String(err),
+        });
+      }
+    }
+    return purged.length;
+  }
+
   return {
     /**
      * The ledger's safety net, run every minute by a Temporal Schedule: expires lapsed grants,
      * folds commit stripes into their accounts, releases reservations past their deadline (or
-     * orphaned by a failed admission) whose workflow is closed or gone, and reports
-     * generations that ended without exactly one commit or release.
+     * orphaned by a failed admission) whose workflow is closed or gone, reports generations that
+     * ended without exactly one commit or release, and removes uploads past their retention.
      */
     async reconcileLedger(): Promise<ReconcileReport> {
       const expiredCredits = await withSystemTx(deps.systemDb, store.expireLapsedGrants);
@@ -86,7 +109,10 @@ export function reconciliationActivities(deps: ActivityDeps) {
       if (expiredCredits || releasedReservations) {
         log.info('ledger reconciled', { expiredCredits, releasedReservations });
       }
-      return { expiredCredits, releasedReservations, unsettledGenerations };
+      // Housekeeping: uploads' retention (UPLOAD_RETENTION_HOURS), at most a batch per run.
+      const purgedUploads = await purgeUploads();
+      if (purgedUploads) log.info('uploads purged', { purgedUploads });
+      return { expiredCredits, releasedReservations, unsettledGenerations, purgedUploads };
     },
   };
 }

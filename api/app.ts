@@ -40,6 +40,7 @@ import webhookEndpoints from './routes/webhook-endpoints';
 import teamApiKeys from './routes/team-api-keys';
 import teamWebhookEndpoints from './routes/team-webhook-endpoints';
 import webhookSecret from './routes/webhook-secret';
+import uploads from './routes/uploads';
 
 export interface RouteEntry {
   method: string;
@@ -142,6 +143,7 @@ export async function buildApp(opts: BuildOptions) {
   await app.register(teamUsage);
   await app.register(me);
   await app.register(assets);
+  await app.register(uploads);
   await app.register(providerWebhooks);
   await app.register(webhookSecret);
   await app.register(webhookDeliveries);

@@ -58,7 +58,7 @@ const bench: Bench = {
         db,
         systemDb,
         storage,
-        providers: createProviders(config),
+        providers: createProviders(config, storage),
         workflowState: workflowStateOf(temporal),
         stoppedGenerations: stoppedGenerationsOf(temporal),
       }),

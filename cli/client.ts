@@ -29,22 +29,36 @@ export class VelroClient {
     return { authorization: `Bearer ${this.config.key}`, ...extra };
   }
 
-  async request<T>(
+  request<T>(
     method: string,
     path: string,
     body?: unknown,
     extraHeaders: Record<string, string> = {},
   ): Promise<T> {
+    return this.send<T>(path, 90_000, () => ({
+      method,
+      headers: this.headers(
+        body === undefined ? extraHeaders : { 'content-type': 'application/json', ...extraHeaders },
+      ),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }));
+  }
+
+  /** Stores an image (its raw bytes) as an upload, the team's with `teamId`. */
+  upload<T>(bytes: Buffer, contentType: string, teamId?: string): Promise<T> {
+    const query = teamId ? `?teamId=${encodeURIComponent(teamId)}` : '';
+    return this.send<T>(`/v1/uploads${query}`, 300_000, () => ({
+      method: 'POST',
+      headers: this.headers({ 'content-type': contentType }),
+      body: bytes,
+    }));
+  }
+
+  /** One call: its answer's JSON, or an ApiCallError with the problem's code and detail. */
+  private async send<T>(path: string, timeoutMs: number, init: () => RequestInit): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(`${this.config.url}${path}`, {
-        method,
-        headers: this.headers(
-          body === undefined ? extraHeaders : { 'content-type': 'application/json', ...extraHeaders },
-        ),
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(90_000),
-      });
+      res = await fetch(`${this.config.url}${path}`, { ...init(), signal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
       if (err instanceof ApiCallError) throw err;
       throw new ApiCallError(

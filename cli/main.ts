@@ -11,7 +11,11 @@ Usage:
   velro login [--url URL] [--key KEY]        check a key and save it (or read it from VELRO_API_KEY)
   velro models                              the model catalog
   velro credits [--team TEAM]               your balance (or the team's)
-  velro generate --model ID "prompt" [--input key=value ...] [--team TEAM] [--wait] [--out FILE]
+  velro upload FILE [--team TEAM]           store a PNG, JPEG or WebP image; prints its upload
+  velro generate --model ID "prompt" [--image FILE|URL] [--end-image FILE|URL]
+                 [--input key=value ...] [--team TEAM] [--wait] [--out FILE]
+                                            a local --image file is uploaded first (the team's
+                                            with --team), a URL is passed as it is
   velro list [--status S] [--model ID] [--team TEAM] [--limit N]
   velro get ID
   velro cancel ID
@@ -19,6 +23,48 @@ ${TEAMS_USAGE}
 
 Options: --url (VELRO_URL), --key (VELRO_API_KEY), --json for machine-readable output.
 The config file is ~/.config/velro/config.json (VELRO_CONFIG overrides).`;
+
+interface Upload {
+  id: string;
+  contentType: string;
+  bytes: number;
+  width: number;
+  height: number;
+}
+
+/** The image type by its magic bytes, as the server checks it; undefined for anything else. */
+function imageTypeOf(bytes: Buffer): string | undefined {
+  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+    return 'image/png';
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'image/jpeg';
+  if (bytes.toString('latin1', 0, 4) === 'RIFF' && bytes.toString('latin1', 8, 12) === 'WEBP') {
+    return 'image/webp';
+  }
+  return undefined;
+}
+
+async function uploadFile(client: VelroClient, file: string, team: string | undefined): Promise<Upload> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    throw new UsageError(
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  const type = imageTypeOf(bytes);
+  if (!type) throw new UsageError(`${file} is not a PNG, JPEG or WebP image`);
+  return client.upload<Upload>(bytes, type, team);
+}
+
+/** An image option: a URL or an `upload:` reference as given, a local file uploaded first. */
+async function imageRef(client: VelroClient, value: string, team: string | undefined): Promise<string> {
+  if (/^https?:\/\//i.test(value) || value.startsWith('upload:')) return value;
+  const upload = await uploadFile(client, value, team);
+  process.stderr.write(`uploaded ${value}: upload ${upload.id} (${upload.width}x${upload.height})\n`);
+  return `upload:${upload.id}`;
+}
 
 interface Generation {
   id: string;
@@ -61,6 +107,8 @@ async function generate(
     model?: string;
     prompt?: string;
     inputs: string[];
+    image?: string;
+    endImage?: string;
     team?: string;
     wait: boolean;
     outFile?: string;
@@ -70,9 +118,13 @@ async function generate(
 ) {
   if (!args.model) throw new UsageError('generate needs --model (see `velro models`)');
   if (!args.prompt) throw new UsageError('generate needs a prompt');
+  if (args.endImage && !args.image) throw new UsageError('--end-image needs --image');
+  const images: Record<string, string> = {};
+  if (args.image) images.image_url = await imageRef(client, args.image, args.team);
+  if (args.endImage) images.end_image_url = await imageRef(client, args.endImage, args.team);
   let gen = await client.request<Generation>('POST', '/v1/generations', {
     model: args.model,
-    input: { prompt: args.prompt, ...parseInputs(args.inputs) },
+    input: { prompt: args.prompt, ...parseInputs(args.inputs), ...images },
     ...(args.team ? { teamId: args.team } : {}),
   });
   if (!args.json)
@@ -129,6 +181,8 @@ export async function main(argv: string[]): Promise<number> {
       team: { type: 'string' },
       role: { type: 'string' },
       month: { type: 'string' },
+      image: { type: 'string' },
+      'end-image': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -182,6 +236,8 @@ export async function main(argv: string[]): Promise<number> {
             model: values.model,
             prompt: rest.join(' '),
             inputs: values.input ?? [],
+            image: values.image,
+            endImage: values['end-image'],
             team: values.team,
             wait: values.wait ?? false,
             outFile: values.out,
@@ -190,6 +246,16 @@ export async function main(argv: string[]): Promise<number> {
           out,
         );
         return 0;
+      case 'upload': {
+        const file = rest[0];
+        if (!file || rest.length > 1) throw new UsageError('upload needs one FILE');
+        const u = await uploadFile(client, file, values.team);
+        out(
+          `${u.id}  ${u.contentType}  ${u.width}x${u.height}  ${u.bytes} bytes\nuse it as upload:${u.id}`,
+          u,
+        );
+        return 0;
+      }
       case 'list': {
         const q = new URLSearchParams();
         if (values.status) q.set('status', values.status);

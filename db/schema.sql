@@ -8,7 +8,7 @@
 -- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
 -- when this file differs.
 
--- Functions (53)
+-- Functions (55)
 
 CREATE OR REPLACE FUNCTION public.accept_team_invitation(p_token_hash bytea)
  RETURNS TABLE(outcome text, team_id uuid, role text)
@@ -846,6 +846,40 @@ BEGIN
     USING ERRCODE = 'VL410';
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.link_generation_input(p_generation uuid, p_field text, p_upload uuid)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_user uuid := current_app_user();
+  v_team uuid;
+  v_upload uploads%ROWTYPE;
+  v_existing uuid;
+BEGIN
+  SELECT team_id INTO v_team FROM generations WHERE id = p_generation AND user_id = v_user;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  SELECT upload_id INTO v_existing FROM generation_inputs WHERE generation_id = p_generation AND field = p_field;
+  IF FOUND THEN
+    RETURN v_existing = p_upload;
+  END IF;
+  -- The row lock orders this against a purge of the same upload.
+  SELECT * INTO v_upload FROM uploads WHERE id = p_upload FOR UPDATE;
+  IF NOT FOUND OR v_upload.purged_at IS NOT NULL OR v_upload.deleted_at IS NOT NULL
+     OR v_upload.team_id IS DISTINCT FROM v_team
+     OR (v_team IS NULL AND v_upload.user_id <> v_user)
+     OR (v_team IS NOT NULL AND velro_team_role(v_team) IS NULL) THEN
+    RETURN false;
+  END IF;
+  UPDATE uploads SET used_at = coalesce(used_at, now()) WHERE id = p_upload;
+  INSERT INTO generation_inputs (generation_id, field, upload_id, user_id, team_id)
+  VALUES (p_generation, p_field, p_upload, v_user, v_team);
+  RETURN true;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.provider_request_key(p_request_id text)
  RETURNS text
  LANGUAGE plpgsql
@@ -919,6 +953,16 @@ AS $function$
   SELECT a.storage_key, a.content_type, a.sha256
   FROM assets a JOIN generations g ON g.id = a.generation_id
   WHERE a.id = p_id AND g.status = 'succeeded'
+$function$;
+
+CREATE OR REPLACE FUNCTION public.signed_upload(p_id uuid)
+ RETURNS TABLE(storage_key text, content_type text, sha256 text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT u.storage_key, u.content_type, u.sha256 FROM uploads u
+  WHERE u.id = p_id AND u.purged_at IS NULL AND (u.deleted_at IS NULL OR u.used_at IS NOT NULL)
 $function$;
 
 CREATE OR REPLACE FUNCTION public.team_audit(p_team uuid, p_action text, p_target_type text, p_target_id text, p_before jsonb, p_after jsonb)
@@ -1161,7 +1205,7 @@ CREATE VIEW credit_balances WITH (security_invoker=true) AS
            FROM credit_commit_stripes
           WHERE credit_commit_stripes.account_id = a.id) s;
 
--- Policies (60)
+-- Policies (67)
 
 CREATE POLICY api_keys_owner ON api_keys
   AS PERMISSIVE FOR ALL TO velro_app
@@ -1266,6 +1310,20 @@ CASE
 END);
 
 CREATE POLICY credit_transfers_system ON credit_transfers
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY generation_inputs_provider ON generation_inputs
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING ((user_id = ( SELECT current_app_user() AS current_app_user)))
+  WITH CHECK ((user_id = ( SELECT current_app_user() AS current_app_user)));
+
+CREATE POLICY generation_inputs_read ON generation_inputs
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (((user_id = ( SELECT current_app_user() AS current_app_user)) OR ((team_id IS NOT NULL) AND (velro_team_role(team_id) IS NOT NULL))));
+
+CREATE POLICY generation_inputs_system ON generation_inputs
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);
@@ -1397,6 +1455,36 @@ CREATE POLICY teams_member ON teams
   USING ((velro_team_role(id) IS NOT NULL));
 
 CREATE POLICY teams_system ON teams
+  AS PERMISSIVE FOR ALL TO velro_system
+  USING (true)
+  WITH CHECK (true);
+
+CREATE POLICY uploads_create ON uploads
+  AS PERMISSIVE FOR INSERT TO velro_app
+  WITH CHECK (((user_id = ( SELECT current_app_user() AS current_app_user)) AND ((team_id IS NULL) OR (velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text])))));
+
+CREATE POLICY uploads_delete ON uploads
+  AS PERMISSIVE FOR UPDATE TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) = 'member'::text)))
+END)
+  WITH CHECK (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE ((velro_team_role(team_id) = ANY (ARRAY['owner'::text, 'admin'::text])) OR ((user_id = ( SELECT current_app_user() AS current_app_user)) AND (velro_team_role(team_id) = 'member'::text)))
+END);
+
+CREATE POLICY uploads_read ON uploads
+  AS PERMISSIVE FOR SELECT TO velro_app
+  USING (
+CASE
+    WHEN (team_id IS NULL) THEN (user_id = ( SELECT current_app_user() AS current_app_user))
+    ELSE (velro_team_role(team_id) IS NOT NULL)
+END);
+
+CREATE POLICY uploads_system ON uploads
   AS PERMISSIVE FOR ALL TO velro_system
   USING (true)
   WITH CHECK (true);

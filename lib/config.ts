@@ -3,6 +3,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseFalEndpoints } from './catalog/fal-endpoints';
 import { PROVIDER_NAMES, type ProviderName } from './providers/names';
 
 // Unset and empty both mean "not given".
@@ -265,6 +266,23 @@ export const configSchema = z.object({
       .regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ followed by base64')
       .optional(),
   ),
+  /** fal's REST host for storage uploads of input images (`/storage/upload/initiate`). */
+  FAL_STORAGE_URL: z.url().default('https://rest.fal.ai'),
+  /**
+   * Overrides of fal endpoint ids, as JSON `{"<model id>": {"text": "...", "image": "..."}}` (either
+   * key may be left out): fal renames endpoints (shared/reference/teams-inputs-capacity.md).
+   */
+  FAL_ENDPOINTS: optionalText,
+  /**
+   * Input images up to this size go to Replicate inline as a data URI; larger ones through /v1/files.
+   * At most 1 MB: the data URI travels in the workflow's history, whose payloads Temporal caps at 2 MB.
+   */
+  REPLICATE_DATA_URI_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(256 * 1024),
   /** Time limit of every HTTP request to fal or Replicate. */
   PROVIDER_HTTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(20_000),
   /** How long a submit waits for the workflow to reserve the credits before answering 503. */
@@ -306,6 +324,17 @@ export const configSchema = z.object({
   CORS_ORIGINS: originList,
   /** Trust X-Forwarded-* from these proxies (for client IPs behind a load balancer). */
   TRUST_PROXY: trustProxy,
+  /** Largest upload (POST /v1/uploads) and largest image copied from a client's URL. */
+  UPLOAD_MAX_BYTES: positiveInt(200 * 1024 * 1024).default(20 * 1024 * 1024),
+  /** Largest input image in pixels (width × height), against decompression bombs. */
+  UPLOAD_MAX_PIXELS: positiveInt(400_000_000).default(40_000_000),
+  /** Uploads no generation uses are removed this long after they were made. */
+  UPLOAD_RETENTION_HOURS: positiveInt(24 * 365).default(72),
+  /**
+   * How a provider gets an input image: `provider` (default) uploads it to fal's storage or to
+   * Replicate; `signed-url` hands it a signed Velro URL instead (needs a public https VELRO_PUBLIC_URL).
+   */
+  INPUT_IMAGE_DELIVERY: z.enum(['provider', 'signed-url']).default('provider'),
   /** How long a signed asset URL handed out in a generation stays valid. */
   ASSET_URL_TTL_SECONDS: positiveInt(7 * 86_400).default(86_400),
   /** Time limit of one outgoing webhook request (connect, headers and the bounded body read). */
@@ -371,6 +400,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.VELRO_PROVIDER === 'replicate' && !config.REPLICATE_API_TOKEN) {
     throw new ConfigError('Invalid configuration:\n  VELRO_PROVIDER: replicate needs REPLICATE_API_TOKEN');
+  }
+  if (config.INPUT_IMAGE_DELIVERY === 'signed-url' && !config.VELRO_PUBLIC_URL?.startsWith('https://')) {
+    throw new ConfigError(
+      'Invalid configuration:\n  INPUT_IMAGE_DELIVERY: signed-url needs VELRO_PUBLIC_URL, an https URL providers can reach',
+    );
+  }
+  try {
+    parseFalEndpoints(config.FAL_ENDPOINTS);
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration:\n  FAL_ENDPOINTS: ${(err as Error).message}`);
   }
   const secretProblem = config.NODE_ENV === 'production' ? jwtSecretProblem(config.JWT_SECRET) : undefined;
   if (secretProblem) {

@@ -55,7 +55,14 @@ export function activityDeps(
     allowLoopbackOutputs: config.PROVIDER_OUTPUT_ALLOW_LOOPBACK,
     outputHosts: config.PROVIDER_OUTPUT_HOSTS,
     pollInitialMs: firstPollIntervals(config),
+    uploadRetentionHours: config.UPLOAD_RETENTION_HOURS,
     webhooks: webhookDeps(config),
+    inputImages: {
+      delivery: config.INPUT_IMAGE_DELIVERY,
+      maxBytes: config.UPLOAD_MAX_BYTES,
+      maxPixels: config.UPLOAD_MAX_PIXELS,
+      fetchTimeoutMs: 30_000,
+    },
   };
 }
 

@@ -43,14 +43,15 @@ async function main() {
     connectTimeout: '10 seconds',
   });
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  const storage = createStorage(config);
   const worker = await createWorker({
     config,
     connection,
     deps: activityDeps(config, {
       db,
       systemDb,
-      storage: createStorage(config),
-      providers: createProviders(config),
+      storage,
+      providers: createProviders(config, storage),
       workflowState: workflowStateOf(client),
       stoppedGenerations: stoppedGenerationsOf(client),
     }),

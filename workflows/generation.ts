@@ -60,6 +60,21 @@ const { storeOutputs } = proxyActivities<Activities>({
   retry: providerRetry,
 });
 
+// Copying a client's image URL and uploading to the provider are each bounded by their own timeouts
+// (30 s fetch, PROVIDER_HTTP_TIMEOUT_MS per provider call); a few tries, then the generation fails
+// and is refunded. Bad input (a dead URL, an upload that is gone) is not retried.
+const { resolveInputImages } = proxyActivities<Activities>({
+  startToCloseTimeout: '3 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: ['invalid_input', 'configuration_error', 'provider_unauthorized'],
+  },
+});
+
 // Settling the ledger must outlast any outage we can reasonably expect: ~2 days of retries, after
 // which the reconciler still releases a reservation whose workflow is closed. `failGeneration` (its
 // registered name, recorded in histories) refunds the credits and ends the generation as failed
@@ -102,6 +117,15 @@ export const WEBHOOKS_PATCH = 'outgoing-webhooks';
  * abandoned) and charged. Generations started before this existed stored cancellably, as they did.
  */
 export const POINT_OF_NO_RETURN_PATCH = 'point-of-no-return';
+
+/**
+ * Generations started before input images were resolved hand their input to the provider as given
+ * (only Kontext took an image, as a client's URL).
+ */
+export const INPUT_IMAGES_PATCH = 'input-images';
+
+/** The image fields of a model input (IMAGE_FIELDS of lib/catalog/models.ts, not workflow code). */
+const IMAGE_FIELDS = ['image_url', 'end_image_url'] as const;
 
 /**
  * One generation: reserve its credits, run it at the provider, keep its outputs, then commit the
@@ -158,14 +182,27 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
   }
 
   let requestId: string | undefined;
+  // What the provider sees after submit: the input with its images resolved, except inline ones
+  // (data URIs, up to REPLICATE_DATA_URI_MAX_BYTES), which only submit needs and which would
+  // otherwise be recorded in the history once per poll. The image field stays set either way, so
+  // every call picks the same endpoint.
+  let job: GenerationInput = input;
   try {
     const assetIds = await work.run(async () => {
       // A cancel that arrived during admission stops here, before anything is paid for at the provider.
       if (CancellationScope.current().consideredCancelled)
         throw new CancelledFailure('canceled before submit');
+      let submitted = input;
+      if (IMAGE_FIELDS.some((f) => input.input[f] !== undefined) && patched(INPUT_IMAGES_PATCH)) {
+        setStatus('running', 'preparing inputs');
+        const resolved = await resolveInputImages(input);
+        submitted = { ...input, input: { ...input.input, ...resolved } };
+        const kept = Object.entries(resolved).filter(([, value]) => !value.startsWith('data:'));
+        job = { ...input, input: { ...input.input, ...Object.fromEntries(kept) } };
+      }
       setStatus('running', 'submitting');
       // Not cancellable: once the job is submitted we must learn its id, to cancel it at the provider.
-      ({ requestId } = await CancellationScope.nonCancellable(() => submitToProvider(input)));
+      ({ requestId } = await CancellationScope.nonCancellable(() => submitToProvider(submitted)));
 
       setStatus('running', 'waiting for provider');
       const deadline = Date.now() + input.deadlineSeconds * 1000;
@@ -173,7 +210,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       // Providers answer every poll with the latest line(s) of their log, seen before or not.
       let lastLogs: string[] = [];
       for (;;) {
-        const status = await checkProvider({ ...input, requestId });
+        const status = await checkProvider({ ...job, requestId });
         progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
         const added = linesAfter(lastLogs, status.logs);
         lastLogs = status.logs;
@@ -194,7 +231,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
         interval = Math.min(interval * 1.5, POLL_MAX_INTERVAL_MS);
       }
 
-      const store = () => storeOutputs({ ...input, requestId: requestId! });
+      const store = () => storeOutputs({ ...job, requestId: requestId! });
       if (patched(POINT_OF_NO_RETURN_PATCH)) {
         // The provider has been paid: from here on the generation is stored and charged, whatever
         // cancel arrives (the cancel update refuses, a workflow cancel waits behind this scope).
@@ -223,7 +260,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     // Refund even though the workflow itself may be canceled.
     await CancellationScope.nonCancellable(async () => {
       if (requestId) {
-        await cancelAtProvider({ ...input, requestId }).catch((e) =>
+        await cancelAtProvider({ ...job, requestId }).catch((e) =>
           log.warn('cancel at provider failed', { e }),
         );
       }

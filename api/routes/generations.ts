@@ -5,6 +5,7 @@ import { isTerminal } from '../../lib/generations/status';
 import { listGenerations } from '../../lib/generations/store';
 import { toView, type GenerationRow } from '../../lib/generations/view';
 import { requireTeamRole } from '../../lib/teams/store';
+import { webhookUrlPolicy } from '../../lib/webhooks/url-policy';
 import { ApiError } from '../errors';
 import { callerOf } from '../plugins/auth';
 import { errorResponses, idParams, listPage, problemSchema } from '../schemas/common';
@@ -49,6 +50,8 @@ const generations: FastifyPluginAsyncZod = async (app) => {
     taskQueue: app.config.TEMPORAL_TASK_QUEUE,
     provider: activeProvider(app.config),
     admissionTimeoutMs: app.config.ADMISSION_TIMEOUT_MS,
+    inputUrlPolicy: webhookUrlPolicy(app.config),
+    publicUrl: publicUrl(app.config),
     log: app.log,
   };
 

@@ -22,7 +22,7 @@ const refused = () =>
  * the provider itself. A duplicate or late webhook therefore changes nothing.
  */
 const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
-  const providers: Partial<Record<string, Provider>> = createProviders(app.config);
+  const providers: Partial<Record<string, Provider>> = createProviders(app.config, app.storage);
 
   // This plugin's own parser (Fastify scopes parsers to the plugin): every body stays a Buffer,
   // whatever its content type, because the signature covers the exact bytes.

@@ -41,6 +41,7 @@ export const examples = {
         sha256: 'b1946ac92492d2347c6235b4d2611184b1946ac92492d2347c6235b4d2611184',
       },
     ],
+    inputs: [],
     error: null,
     createdAt: AT,
     updatedAt: '2026-11-25T12:00:03.120Z',
@@ -97,6 +98,7 @@ export const examples = {
     name: 'Veo 3',
     kind: 'video',
     credits: 500,
+    imageFields: [{ field: 'image_url', required: false }],
     inputSchema: { type: 'object', properties: { prompt: { type: 'string' } }, required: ['prompt'] },
   },
 };

@@ -33,6 +33,19 @@ export const generationSchema = z
         sha256: z.string(),
       }),
     ),
+    inputs: z
+      .array(
+        z.object({
+          field: z.string().describe('The input field the image was given in: image_url or end_image_url'),
+          uploadId: z.uuid().describe('The upload (GET /v1/uploads/:id); a copy of an image given by URL'),
+          contentType: z.string(),
+          width: z.number().int(),
+          height: z.number().int(),
+        }),
+      )
+      .describe(
+        "The generation's input images, listed once the worker has taken them; apart from its outputs",
+      ),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     createdAt: z.string(),
     updatedAt: z.string(),

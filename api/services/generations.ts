@@ -35,6 +35,7 @@ import type { GenerationWorkflow } from '../../workflows/generation';
 import { ledgerProblem } from '../ledger-problems';
 import { ApiError, notFound } from '../errors';
 import type { Caller } from '../plugins/auth';
+import { refuseImageFieldsNotTaken, resolveInputRefs, type InputRefDeps } from './input-refs';
 import { answeringTeamRefusals, teamOf } from './team-access';
 
 // A generation's life as the API drives it: submit (start its workflow and wait for the credits to
@@ -50,6 +51,12 @@ export interface GenerationDeps {
   provider: ProviderName;
   /** ADMISSION_TIMEOUT_MS: how long a submit waits for the credits to be reserved before 503. */
   admissionTimeoutMs: number;
+  /** Client image URLs are checked against the webhook URL policy (api/services/input-refs.ts). */
+  inputUrlPolicy: InputRefDeps['inputUrlPolicy'];
+  /** VELRO_PUBLIC_URL: an upload's own URL is recognised as that upload. */
+  publicUrl: string;
+  /** Name resolution for image URL hosts (tests pin it). */
+  lookup?: InputRefDeps['lookup'];
   log: { warn(details: object, message: string): void };
 }
 
@@ -143,8 +150,10 @@ export async function submitGeneration(
   const userId = caller.id;
   const model = findModel(body.model);
   if (!model) throw new ApiError(400, 'invalid_request', `model: unknown model ${body.model}`);
-  const input = validateInput(model, body.input);
+  refuseImageFieldsNotTaken(model, body.input);
+  const valid = validateInput(model, body.input);
   const { projectId, teamId } = await ownerOfSubmit(deps.db, caller, body);
+  const input = await resolveInputRefs(deps, userId, model, valid, { teamId });
 
   // With an Idempotency-Key the id, and so the workflow id, follows from the key: concurrent
   // duplicates meet at the same workflow (USE_EXISTING) and create one generation.

@@ -7,11 +7,61 @@ import { z } from 'zod';
 
 const prompt = z.string().trim().min(1, 'prompt must not be empty').max(4000).describe('What to render');
 const seed = z.number().int().min(0).max(4_294_967_295).optional().describe('Seed for reproducible output');
-const imageUrl = z
-  .url({ protocol: /^https?$/ })
-  .max(2048)
-  .describe('Source image (http or https URL)');
 const negativePrompt = z.string().max(2000).optional();
+
+/** The fields of a model input that hold an image (an upload reference or a URL). */
+export type ImageField = 'image_url' | 'end_image_url';
+export const IMAGE_FIELDS: readonly ImageField[] = ['image_url', 'end_image_url'];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The upload's own URL or path (`/v1/uploads/<id>` or `…/content`): the id, else undefined. */
+const UPLOAD_PATH = /^\/v1\/uploads\/([0-9a-f-]{36})(?:\/content)?\/?$/i;
+
+/** The upload id of `upload:<id>`, lower-cased, or undefined. */
+export function uploadIdInRef(ref: string): string | undefined {
+  const id = ref.startsWith('upload:') ? ref.slice('upload:'.length) : '';
+  return UUID.test(id) ? id.toLowerCase() : undefined;
+}
+
+export function uploadIdInPath(path: string): string | undefined {
+  const id = UPLOAD_PATH.exec(path)?.[1];
+  return id && UUID.test(id) ? id.toLowerCase() : undefined;
+}
+
+/**
+ * Why a value cannot be an image reference, or undefined. The form only: whether the scheme and
+ * the host are allowed, and whether the upload exists, is checked by the API (api/services/input-refs.ts).
+ */
+export function imageRefProblem(value: string): string | undefined {
+  if (value.startsWith('upload:')) {
+    return UUID.test(value.slice('upload:'.length))
+      ? undefined
+      : 'an upload reference is upload:<id>, the id POST /v1/uploads answered with';
+  }
+  if (uploadIdInPath(value)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an https URL of an image or an upload reference (upload:<id>)';
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    return `${url.protocol.replace(/:$/, '')} URLs are not fetched: give an https URL or upload:<id>`;
+  }
+  return undefined;
+}
+
+const imageRef = (what: string) =>
+  z
+    .string()
+    .max(2048)
+    .superRefine((v, ctx) => {
+      const problem = imageRefProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .describe(
+      `${what}: \`upload:<id>\` (an upload of POST /v1/uploads, or its own URL) or an https URL of a PNG, JPEG or WebP image`,
+    );
 
 const wideAspect = z.enum(['21:9', '16:9', '4:3', '3:2', '1:1', '2:3', '3:4', '9:16', '9:21']);
 
@@ -27,8 +77,26 @@ export interface ModelDefinition {
   input: z.ZodType<ModelInput>;
   /** Output size the local renderer produces for an input (the real models' nominal sizes, scaled). */
   localOutput(input: ModelInput): { width: number; height: number; durationSeconds?: number };
-  fal: { endpoint: string; endpointWithoutImage?: string };
-  replicate: { model: string };
+  /** The input fields that take an image; the API resolves them (api/services/input-refs.ts). */
+  imageFields: readonly ImageField[];
+  /** fal endpoint ids without and with an image (FAL_ENDPOINTS overrides them: fal renames endpoints). */
+  fal: FalEndpoints;
+  replicate: ReplicateModel;
+}
+
+export interface FalEndpoints {
+  /** Used when the input has no `image_url`. */
+  text?: string;
+  /** Used when it has one. */
+  image?: string;
+}
+
+export interface ReplicateModel {
+  model: string;
+  /** The model to run when the input has an image, where that is another model (Wan: i2v vs t2v). */
+  imageModel?: string;
+  /** Replicate's input names for Velro's image fields (and image options), where they differ. */
+  inputNames?: Partial<Record<ImageField | 'image_prompt_strength', string>>;
 }
 
 export type ModelInput = { prompt: string; seed?: number } & Record<string, unknown>;
@@ -45,6 +113,13 @@ export function sizeForAspect(aspect: string, long: number): { width: number; he
 const fluxUltraInput = z.strictObject({
   prompt,
   seed,
+  image_url: imageRef('Image prompt: the output takes after it').optional(),
+  image_prompt_strength: z
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.1)
+    .describe('How much the image prompt weighs against the text prompt (with image_url)'),
   aspect_ratio: wideAspect.default('16:9'),
   output_format: z.enum(['jpeg', 'png']).default('png'),
   raw: z.boolean().default(false),
@@ -54,7 +129,7 @@ const fluxUltraInput = z.strictObject({
 const kontextInput = z.strictObject({
   prompt,
   seed,
-  image_url: imageUrl.optional(),
+  image_url: imageRef('The image to edit; without it Kontext renders from the prompt alone').optional(),
   aspect_ratio: wideAspect.default('1:1'),
   guidance_scale: z.number().min(1).max(20).default(3.5),
   output_format: z.enum(['jpeg', 'png']).default('png'),
@@ -69,25 +144,54 @@ const imagenInput = z.strictObject({
   resolution: z.enum(['1K', '2K']).default('1K'),
 });
 
-const veo3Input = z.strictObject({
-  prompt,
-  seed,
-  negative_prompt: negativePrompt,
-  aspect_ratio: z.enum(['16:9', '9:16']).default('16:9'),
-  duration: z.enum(['4s', '6s', '8s']).default('8s'),
-  resolution: z.enum(['720p', '1080p']).default('720p'),
-  generate_audio: z.boolean().default(true),
-});
+const startImage = imageRef('The first frame to animate (image-to-video); text-to-video without it');
 
-const hailuoInput = z.strictObject({
-  prompt,
-  seed,
-  prompt_optimizer: z.boolean().default(true),
-});
+const veo3Input = z
+  .strictObject({
+    prompt,
+    seed,
+    image_url: startImage.optional(),
+    negative_prompt: negativePrompt,
+    aspect_ratio: z
+      .enum(['16:9', '9:16', 'auto'])
+      .default('16:9')
+      .describe("`auto` (the input image's own ratio) only with image_url"),
+    duration: z.enum(['4s', '6s', '8s']).default('8s'),
+    resolution: z.enum(['720p', '1080p']).default('720p'),
+    generate_audio: z.boolean().default(true),
+  })
+  .superRefine((i, ctx) => {
+    if (i.aspect_ratio === 'auto' && i.image_url === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['aspect_ratio'],
+        message: 'auto takes the ratio of the input image: give image_url, or 16:9 or 9:16',
+      });
+    }
+  });
+
+const hailuoInput = z
+  .strictObject({
+    prompt,
+    seed,
+    image_url: startImage.optional(),
+    end_image_url: imageRef('The last frame the video ends on (only together with image_url)').optional(),
+    prompt_optimizer: z.boolean().default(true),
+  })
+  .superRefine((i, ctx) => {
+    if (i.end_image_url !== undefined && i.image_url === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['end_image_url'],
+        message: 'an end image needs a start image: give image_url too',
+      });
+    }
+  });
 
 const klingInput = z.strictObject({
   prompt,
   seed,
+  image_url: startImage.optional(),
   negative_prompt: negativePrompt,
   duration: z.enum(['5', '10']).default('5'),
   aspect_ratio: z.enum(['16:9', '9:16', '1:1']).default('16:9'),
@@ -97,6 +201,7 @@ const klingInput = z.strictObject({
 const wanInput = z.strictObject({
   prompt,
   seed,
+  image_url: startImage.optional(),
   enable_safety_checker: z.boolean().default(true),
 });
 
@@ -111,8 +216,13 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 300,
     input: fluxUltraInput,
     localOutput: (i) => sizeForAspect(str(i.aspect_ratio, '16:9'), 1024),
-    fal: { endpoint: 'fal-ai/flux-pro/v1.1-ultra' },
-    replicate: { model: 'black-forest-labs/flux-1.1-pro-ultra' },
+    imageFields: ['image_url'],
+    // One endpoint for both: with image_url the image is an image prompt (FLUX Redux).
+    fal: { text: 'fal-ai/flux-pro/v1.1-ultra', image: 'fal-ai/flux-pro/v1.1-ultra' },
+    replicate: {
+      model: 'black-forest-labs/flux-1.1-pro-ultra',
+      inputNames: { image_url: 'image_prompt', image_prompt_strength: 'image_prompt_strength' },
+    },
   },
   {
     id: 'flux-pro-kontext-max',
@@ -122,11 +232,9 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 300,
     input: kontextInput,
     localOutput: (i) => sizeForAspect(str(i.aspect_ratio, '1:1'), 1024),
-    fal: {
-      endpoint: 'fal-ai/flux-pro/kontext/max',
-      endpointWithoutImage: 'fal-ai/flux-pro/kontext/max/text-to-image',
-    },
-    replicate: { model: 'black-forest-labs/flux-kontext-max' },
+    imageFields: ['image_url'],
+    fal: { text: 'fal-ai/flux-pro/kontext/max/text-to-image', image: 'fal-ai/flux-pro/kontext/max' },
+    replicate: { model: 'black-forest-labs/flux-kontext-max', inputNames: { image_url: 'input_image' } },
   },
   {
     id: 'imagen4-ultra',
@@ -136,7 +244,8 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 300,
     input: imagenInput,
     localOutput: (i) => sizeForAspect(str(i.aspect_ratio, '1:1'), i.resolution === '2K' ? 2048 : 1024),
-    fal: { endpoint: 'fal-ai/imagen4/preview/ultra' },
+    imageFields: [],
+    fal: { text: 'fal-ai/imagen4/preview/ultra' },
     replicate: { model: 'google/imagen-4-ultra' },
   },
   {
@@ -147,11 +256,17 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 900,
     input: veo3Input,
     localOutput: (i) => ({
-      ...sizeForAspect(str(i.aspect_ratio, '16:9'), i.resolution === '1080p' ? 1920 : 1280),
+      // `auto` follows the input image, which the catalog does not see: nominally 16:9.
+      ...sizeForAspect(
+        i.aspect_ratio === 'auto' ? '16:9' : str(i.aspect_ratio, '16:9'),
+        i.resolution === '1080p' ? 1920 : 1280,
+      ),
       durationSeconds: Number.parseInt(str(i.duration, '8s'), 10),
     }),
-    fal: { endpoint: 'fal-ai/veo3' },
-    replicate: { model: 'google/veo-3' },
+    imageFields: ['image_url'],
+    fal: { text: 'fal-ai/veo3', image: 'fal-ai/veo3/image-to-video' },
+    // `image` is on Replicate's google/veo-3.1 page; assumed the same for veo-3 (unverified).
+    replicate: { model: 'google/veo-3', inputNames: { image_url: 'image' } },
   },
   {
     id: 'hailuo-02-pro',
@@ -161,8 +276,15 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 900,
     input: hailuoInput,
     localOutput: () => ({ ...sizeForAspect('16:9', 1920), durationSeconds: 6 }),
-    fal: { endpoint: 'fal-ai/minimax/hailuo-02/pro/text-to-video' },
-    replicate: { model: 'minimax/hailuo-02' },
+    imageFields: ['image_url', 'end_image_url'],
+    fal: {
+      text: 'fal-ai/minimax/hailuo-02/pro/text-to-video',
+      image: 'fal-ai/minimax/hailuo-02/pro/image-to-video',
+    },
+    replicate: {
+      model: 'minimax/hailuo-02',
+      inputNames: { image_url: 'first_frame_image', end_image_url: 'last_frame_image' },
+    },
   },
   {
     id: 'kling-v2.1-master',
@@ -175,8 +297,13 @@ export const MODELS: readonly ModelDefinition[] = [
       ...sizeForAspect(str(i.aspect_ratio, '16:9'), 1920),
       durationSeconds: Number(str(i.duration, '5')),
     }),
-    fal: { endpoint: 'fal-ai/kling-video/v2.1/master/text-to-video' },
-    replicate: { model: 'kwaivgi/kling-v2.1-master' },
+    imageFields: ['image_url'],
+    fal: {
+      text: 'fal-ai/kling-video/v2.1/master/text-to-video',
+      image: 'fal-ai/kling-video/v2.1/master/image-to-video',
+    },
+    // `start_image` is what Replicate's other Kling models (v1.6, v2.1, v2.5) take; unverified for master.
+    replicate: { model: 'kwaivgi/kling-v2.1-master', inputNames: { image_url: 'start_image' } },
   },
   {
     id: 'wan-pro',
@@ -186,8 +313,14 @@ export const MODELS: readonly ModelDefinition[] = [
     deadlineSeconds: 900,
     input: wanInput,
     localOutput: () => ({ ...sizeForAspect('16:9', 1920), durationSeconds: 5 }),
-    fal: { endpoint: 'fal-ai/wan-pro/text-to-video' },
-    replicate: { model: 'wan-video/wan-2.1-t2v-720p' },
+    imageFields: ['image_url'],
+    fal: { text: 'fal-ai/wan-pro/text-to-video', image: 'fal-ai/wan-pro/image-to-video' },
+    // Image-to-video is another model on Replicate; `image` as on wan-2.2-i2v (unverified for 2.1).
+    replicate: {
+      model: 'wan-video/wan-2.1-t2v-720p',
+      imageModel: 'wan-video/wan-2.1-i2v-720p',
+      inputNames: { image_url: 'image' },
+    },
   },
 ] as const;
 

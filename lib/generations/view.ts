@@ -20,10 +20,20 @@ export interface GenerationView {
   createdBy: string;
   credits: { amount: number; state: 'reserved' | 'charged' | 'refunded' | 'none' };
   outputs: (OutputMedia & { id: string; url: string })[];
+  /** The images it was given (uploads, or copies of the URLs given), once the workflow has taken them. */
+  inputs: GenerationInputView[];
   error: { code: string; message: string } | null;
   createdAt: string;
   updatedAt: string;
   completedAt: string | null;
+}
+
+export interface GenerationInputView {
+  field: string;
+  uploadId: string;
+  contentType: string;
+  width: number;
+  height: number;
 }
 
 interface Row {
@@ -51,10 +61,12 @@ interface Row {
     duration_ms: number | null;
     sha256: string;
   }[];
+  inputs: { field: string; upload_id: string; content_type: string; width: number; height: number }[];
 }
 
 // Outputs are listed only once the generation has succeeded, i.e. once it has been charged: one that
-// failed or was canceled (even after some outputs were stored) lists none.
+// failed or was canceled (even after some outputs were stored) lists none. Inputs are listed whatever
+// the outcome (image_url before end_image_url); row-level security shows them as it shows the generation.
 export const GENERATION_SELECT = `
   SELECT g.id, g.model, g.status, g.stage, g.input, g.project_id, g.team_id, g.user_id, g.credits,
          g.error_code, g.error_message,
@@ -63,7 +75,11 @@ export const GENERATION_SELECT = `
          coalesce((SELECT json_agg(json_build_object('id', a.id, 'content_type', a.content_type, 'bytes', a.bytes,
                     'width', a.width, 'height', a.height, 'duration_ms', a.duration_ms, 'sha256', a.sha256)
                     ORDER BY a.position)
-                   FROM assets a WHERE a.generation_id = g.id AND g.status = 'succeeded'), '[]') AS assets
+                   FROM assets a WHERE a.generation_id = g.id AND g.status = 'succeeded'), '[]') AS assets,
+         coalesce((SELECT json_agg(json_build_object('field', i.field, 'upload_id', i.upload_id,
+                    'content_type', u.content_type, 'width', u.width, 'height', u.height) ORDER BY i.field DESC)
+                   FROM generation_inputs i JOIN uploads u ON u.id = i.upload_id
+                   WHERE i.generation_id = g.id), '[]') AS inputs
   FROM generations g`;
 
 /**
@@ -106,6 +122,13 @@ export function toView(
       height: a.height,
       durationMs: a.duration_ms,
       sha256: a.sha256,
+    })),
+    inputs: row.inputs.map((i) => ({
+      field: i.field,
+      uploadId: i.upload_id,
+      contentType: i.content_type,
+      width: i.width,
+      height: i.height,
     })),
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
     createdAt: row.created_at.toISOString(),

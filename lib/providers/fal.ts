@@ -1,7 +1,10 @@
+import type { FalEndpointOverrides } from '../catalog/fal-endpoints';
 import type { ModelDefinition, ModelInput } from '../catalog/models';
 import { detailFailure, detailText, falFailure } from './fal-errors';
+import { FAL_INPUT_LIFETIME_SECONDS, uploadToFalStorage } from './fal-storage';
 import { FalWebhookVerifier } from './fal-webhooks';
 import { excerpt, providerFetch, transientFailure, type ProviderResponse } from './http';
+import type { InputImage, ProviderInputUrl } from './input-image';
 import {
   NonRetryableProviderError,
   RetryableProviderError,
@@ -23,6 +26,10 @@ export interface FalProviderOptions {
   queueUrl: string;
   /** Public keys that sign fal's webhooks. */
   jwksUrl: string;
+  /** fal's REST host for input uploads (FAL_STORAGE_URL); https://rest.fal.ai by default. */
+  storageUrl?: string;
+  /** How long fal keeps an uploaded input (7 days by default). */
+  inputLifetimeSeconds?: number;
   /** Where fal should send completion webhooks; none are asked for without it. */
   webhookUrl?: string;
   /** Time limit of every HTTP request to fal. */
@@ -31,6 +38,8 @@ export interface FalProviderOptions {
   jwksTtlMs?: number;
   /** Seconds since the epoch (tests pin it). */
   nowSeconds?: () => number;
+  /** FAL_ENDPOINTS: endpoint ids that replace the catalog's, per model. */
+  endpoints?: FalEndpointOverrides;
 }
 
 /** What fal's queue hands back on submit: the id and the URLs to follow for this request. */
@@ -44,10 +53,25 @@ interface FalRequestRef {
 // Namespaced endpoint ids carry one more leading segment (fal-js parseEndpointId).
 const NAMESPACES = new Set(['workflows', 'comfy']);
 
-/** The endpoint a job is submitted to: Kontext has a text-to-image variant used without an image. */
-export function falEndpointFor(model: ModelDefinition, input: ModelInput): string {
-  if (model.fal.endpointWithoutImage && !input.image_url) return model.fal.endpointWithoutImage;
-  return model.fal.endpoint;
+/**
+ * The endpoint a job is submitted to: the model's image endpoint (edit, image-to-video, image
+ * prompt) when the input has an `image_url`, its text endpoint otherwise; FAL_ENDPOINTS overrides
+ * either.
+ */
+export function falEndpointFor(
+  model: ModelDefinition,
+  input: ModelInput,
+  overrides?: FalEndpointOverrides,
+): string {
+  const endpoints = { ...model.fal, ...overrides?.[model.id] };
+  const endpoint = input.image_url ? endpoints.image : endpoints.text;
+  if (!endpoint) {
+    throw new NonRetryableProviderError(
+      'invalid_input',
+      `${model.id} has no fal endpoint ${input.image_url ? 'with' : 'without'} an image`,
+    );
+  }
+  return endpoint;
 }
 
 /** `owner/alias` (or `namespace/owner/alias`): status, result and cancel drop the endpoint's subpath. */
@@ -80,7 +104,7 @@ export class FalProvider implements Provider {
   }
 
   async submit(req: SubmitRequest): Promise<{ requestId: string }> {
-    const endpoint = falEndpointFor(req.model, req.input);
+    const endpoint = falEndpointFor(req.model, req.input, this.opts.endpoints);
     const url = new URL(`${this.queueUrl}/${endpoint}`);
     if (this.opts.webhookUrl) url.searchParams.set('fal_webhook', this.opts.webhookUrl);
     const res = await this.call('submit', url.toString(), {
@@ -158,6 +182,20 @@ export class FalProvider implements Provider {
     return this.webhooks.verify(req);
   }
 
+  /** Puts an input image on fal's storage: its `file_url` is what the model is given. */
+  uploadInput(image: InputImage): Promise<ProviderInputUrl> {
+    return uploadToFalStorage(
+      {
+        key: this.opts.key,
+        storageUrl: this.opts.storageUrl ?? 'https://rest.fal.ai',
+        timeoutMs: this.opts.timeoutMs,
+        lifetimeSeconds: this.opts.inputLifetimeSeconds ?? FAL_INPUT_LIFETIME_SECONDS,
+        now: this.opts.nowSeconds ? () => this.opts.nowSeconds!() * 1000 : undefined,
+      },
+      image,
+    );
+  }
+
   /** GET the result of a COMPLETED request: the output, or why the request failed. */
   private async fetchResult(
     ref: FalRequestRef,
@@ -227,7 +265,7 @@ export class FalProvider implements Provider {
   }
 
   private ref(job: ProviderJob): FalRequestRef {
-    const endpoint = falEndpointFor(job.model, job.input);
+    const endpoint = falEndpointFor(job.model, job.input, this.opts.endpoints);
     if (job.requestId.startsWith('{')) {
       try {
         const stored = JSON.parse(job.requestId) as Partial<FalRequestRef>;

@@ -1,8 +1,9 @@
 import type { Readable } from 'node:stream';
 import type { ModelDefinition, ModelInput } from '../catalog/models';
+import type { InputImage, ProviderInputUrl } from './input-image';
 import type { ProviderName } from './names';
 
-export type { ProviderName };
+export type { InputImage, ProviderInputUrl, ProviderName };
 
 /** Where an output can be read from: a provider URL (downloaded at once: they expire) or a local render. */
 export type OutputSource =
@@ -15,6 +16,8 @@ export type OutputSource =
       width: number;
       height: number;
       durationSeconds?: number;
+      /** Input images it starts from, as `storage:<key>` references (absent: rendered from the prompt). */
+      images?: { field: string; ref: string }[];
     };
 
 export interface ProviderFailure {
@@ -58,6 +61,12 @@ export interface Provider {
    * webhook can never decide an outcome by itself. Providers without webhooks leave it out.
    */
   verifyWebhook?(req: WebhookRequest): Promise<WebhookVerdict>;
+  /**
+   * Puts an input image where this provider's models can fetch it (fal storage, a Replicate file or
+   * data URI). Errors are Retryable/NonRetryableProviderError like the rest. Providers that read
+   * Velro storage themselves (local) leave it out.
+   */
+  uploadInput?(image: InputImage): Promise<ProviderInputUrl>;
   /** Opens a local output; URL outputs are downloaded by the storage step, not the provider. */
   openLocal?(
     source: Extract<OutputSource, { kind: 'local' }>,

@@ -1,5 +1,8 @@
+import type { ModelDefinition, ModelInput } from '../catalog/models';
 import { verifyStandardWebhook } from '../webhooks/signing';
 import { excerpt, providerFetch, transientFailure, type ProviderResponse } from './http';
+import type { InputImage, ProviderInputUrl } from './input-image';
+import { replicateInputUrl } from './replicate-files';
 import {
   NonRetryableProviderError,
   RetryableProviderError,
@@ -23,6 +26,8 @@ export interface ReplicateProviderOptions {
   webhookSecret?: string;
   /** Time limit of every HTTP request to Replicate. */
   timeoutMs: number;
+  /** Input images up to this size go inline as data URIs (REPLICATE_DATA_URI_MAX_BYTES; 256 KiB). */
+  dataUriMaxBytes?: number;
   /** Sends `Prefer: wait=N` on create (1..60); off by default, the workflow polls anyway. */
   preferWaitSeconds?: number;
   /** Seconds since the epoch (tests pin it). */
@@ -54,12 +59,10 @@ export class ReplicateProvider implements Provider {
   }
 
   async submit(req: SubmitRequest): Promise<{ requestId: string }> {
-    const [owner, name, ...rest] = req.model.replicate.model.split('/');
+    const { model, input } = replicateRequest(req.model, req.input);
+    const [owner, name, ...rest] = model.split('/');
     if (!owner || !name || rest.length) {
-      throw new NonRetryableProviderError(
-        'configuration_error',
-        `not a Replicate model name: ${req.model.replicate.model}`,
-      );
+      throw new NonRetryableProviderError('configuration_error', `not a Replicate model name: ${model}`);
     }
     const webhookUrl = this.opts.webhookUrl;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -73,7 +76,7 @@ export class ReplicateProvider implements Provider {
         method: 'POST',
         headers,
         body: JSON.stringify({
-          input: req.input,
+          input,
           ...(webhookUrl ? { webhook: webhookUrl, webhook_events_filter: ['completed'] } : {}),
         }),
       },
@@ -179,6 +182,19 @@ export class ReplicateProvider implements Provider {
     return { ok: true, requestKey: id, replayKey: `${checked.id}.${checked.timestamp}` };
   }
 
+  /** A data URI for a small image, else a file of `POST /v1/files` (lib/providers/replicate-files.ts). */
+  uploadInput(image: InputImage): Promise<ProviderInputUrl> {
+    return replicateInputUrl(
+      {
+        token: this.opts.token,
+        apiUrl: this.apiUrl,
+        timeoutMs: this.opts.timeoutMs,
+        dataUriMaxBytes: this.opts.dataUriMaxBytes ?? 256 * 1024,
+      },
+      image,
+    );
+  }
+
   private get(id: string) {
     return this.call('get', `${this.apiUrl}/v1/predictions/${encodeURIComponent(id)}`, { method: 'GET' });
   }
@@ -232,6 +248,22 @@ export class ReplicateProvider implements Provider {
       `replicate ${action}: HTTP ${res.status}: ${detail}`,
     );
   }
+}
+
+/**
+ * The Replicate model and input for a job: with an image, the catalog's image model (if it names
+ * one), and Velro's image fields under Replicate's names for that model.
+ */
+export function replicateRequest(
+  model: ModelDefinition,
+  input: ModelInput,
+): { model: string; input: Record<string, unknown> } {
+  const { model: name, imageModel, inputNames = {} } = model.replicate;
+  const names: Partial<Record<string, string>> = inputNames;
+  const withImage = typeof input.image_url === 'string' && input.image_url !== '';
+  const renamed: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(input)) renamed[names[field] ?? field] = value;
+  return { model: (withImage && imageModel) || name, input: renamed };
 }
 
 // Replicate reports a flagged input or output only in the prediction's error text.

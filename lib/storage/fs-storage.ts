@@ -39,6 +39,10 @@ export class FsStorage implements Storage {
     }
   }
 
+  async delete(key: string): Promise<void> {
+    await fs.rm(this.pathOf(key), { force: true });
+  }
+
   private pathOf(key: string): string {
     assertSafeKey(key);
     return path.join(this.root, key);

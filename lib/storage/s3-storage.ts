@@ -2,7 +2,13 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, NoSuchKey, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  NoSuchKey,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { z } from 'zod';
@@ -119,6 +125,12 @@ export class S3Storage implements Storage {
       throw new Error(`S3 answered GetObject ${key} without a readable body and its length`);
     }
     return { body, bytes: res.ContentLength };
+  }
+
+  /** S3 answers a delete of a missing key like any other (204): nothing to tell apart. */
+  async delete(key: string): Promise<void> {
+    assertSafeKey(key);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
   /** Closes the client's pooled connections. */

@@ -14,6 +14,8 @@ export interface Storage {
   put(key: string, body: Readable, contentType: string, maxBytes?: number): Promise<StoredObject>;
   /** Opens `key` for reading, or undefined when there is no such object. */
   get(key: string): Promise<{ body: Readable; bytes: number } | undefined>;
+  /** Removes `key`; a key with no object is no error (a retried delete, an object never written). */
+  delete(key: string): Promise<void>;
 }
 
 export class ObjectTooLargeError extends Error {

@@ -1,9 +1,11 @@
 import path from 'node:path';
+import { parseFalEndpoints } from '../catalog/fal-endpoints';
 import { publicUrl, type Config } from '../config';
 import { createPool, createSystemPool, type Db, type SystemDb } from '../db/pool';
 import { noMailer, smtpMailer, type Mailer } from '../mail/mailer';
 import { FalProvider } from '../providers/fal';
 import { LocalProvider } from '../providers/local-provider';
+import { storageInputReader } from '../providers/local/storage-input';
 import { ReplicateProvider } from '../providers/replicate';
 import type { Provider, ProviderName } from '../providers/provider';
 import { FsStorage } from '../storage/fs-storage';
@@ -53,19 +55,28 @@ export function providerWebhookUrl(config: Config, provider: Exclude<ProviderNam
  * Every provider the configuration enables: local always, fal with FAL_KEY, Replicate with
  * REPLICATE_API_TOKEN. Webhooks are asked for only when VELRO_PUBLIC_URL says where Velro can be
  * reached (and, for Replicate, when its signing secret is known); polling finishes jobs either way.
+ * The local renderer reads its input images from `storage`.
  */
-export function createProviders(config: Config): Record<ProviderName, Provider | undefined> {
+export function createProviders(
+  config: Config,
+  storage: Storage,
+): Record<ProviderName, Provider | undefined> {
   const reachable = config.VELRO_PUBLIC_URL !== undefined;
   return {
     local: new LocalProvider({
       latencyMs: config.LOCAL_PROVIDER_LATENCY_MS,
       failureRate: config.LOCAL_PROVIDER_FAILURE_RATE,
+      readInput: storageInputReader(storage, config.UPLOAD_MAX_BYTES),
+      maxInputPixels: config.UPLOAD_MAX_PIXELS,
     }),
     fal: config.FAL_KEY
       ? new FalProvider({
           key: config.FAL_KEY,
           queueUrl: config.FAL_QUEUE_URL,
           jwksUrl: config.FAL_JWKS_URL,
+          storageUrl: config.FAL_STORAGE_URL,
+          // Checked already by loadConfig; parsed here for the effective endpoint ids.
+          endpoints: parseFalEndpoints(config.FAL_ENDPOINTS),
           webhookUrl: reachable ? providerWebhookUrl(config, 'fal') : undefined,
           timeoutMs: config.PROVIDER_HTTP_TIMEOUT_MS,
         })
@@ -80,6 +91,7 @@ export function createProviders(config: Config): Record<ProviderName, Provider |
               : undefined,
           webhookSecret: config.REPLICATE_WEBHOOK_SECRET,
           timeoutMs: config.PROVIDER_HTTP_TIMEOUT_MS,
+          dataUriMaxBytes: config.REPLICATE_DATA_URI_MAX_BYTES,
         })
       : undefined,
   };

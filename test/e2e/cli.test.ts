@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../lib/net/free-port';
 import { PROJECT_ROOT } from '../../lib/paths';
 import { createUser, startHarness, type Harness } from '../support/context';
+import { pngImage, RED } from '../support/images';
 import { runAdmin } from '../support/scripts';
 
 const run = promisify(execFile);
@@ -120,6 +121,58 @@ describe('the velro CLI against a running service', () => {
     expect(state).toMatchObject({ status: 'canceled', credits: { state: 'refunded' } });
     expect(JSON.parse((await velro(['credits', '--json'])).stdout)).toEqual(before);
   });
+  it('uploads an image, and generates from a local file (uploaded first) with --image', async () => {
+    const cat = await createUser(h.db, 350);
+    const asCat = { VELRO_URL: url, VELRO_API_KEY: cat.apiKey };
+    const file = path.join(home, 'cat.png');
+    await fs.writeFile(file, pngImage(64, 36, RED));
+    const uploaded = await velro(['upload', file, '--json'], asCat);
+    expect(uploaded.code, uploaded.stderr).toBe(0);
+    expect(JSON.parse(uploaded.stdout)).toMatchObject({ contentType: 'image/png', width: 64, height: 36 });
+    const human = await velro(['upload', file], asCat);
+    expect(human.stdout).toMatch(
+      /^[0-9a-f-]{36} {2}image\/png {2}64x36 {2}\d+ bytes\nuse it as upload:[0-9a-f-]{36}/,
+    );
+
+    const gen = await velro(
+      ['generate', '--model', 'kling-v2.1-master', '--image', file, 'the cat walks away', '--wait', '--json'],
+      asCat,
+    );
+    expect(gen.code, gen.stderr).toBe(0);
+    expect(gen.stderr).toMatch(/uploaded .*cat\.png: upload [0-9a-f-]{36} \(64x36\)/);
+    const done = JSON.parse(gen.stdout);
+    expect(done).toMatchObject({
+      status: 'succeeded',
+      outputs: [{ contentType: 'image/gif' }],
+      inputs: [{ field: 'image_url', contentType: 'image/png', width: 64, height: 36 }],
+    });
+    // The file was uploaded anew for the generation, and the generation names that upload.
+    expect(done.input.image_url).toBe(`upload:${done.inputs[0].uploadId}`);
+    expect(done.inputs[0].uploadId).not.toBe(JSON.parse(uploaded.stdout).id);
+  });
+
+  it('refuses files that are not images, and an end image without a start image', async () => {
+    const notes = path.join(home, 'notes.txt');
+    await fs.writeFile(notes, 'not a picture');
+    const upload = await velro(['upload', notes]);
+    expect(upload.code).toBe(2);
+    expect(upload.stderr).toContain('is not a PNG, JPEG or WebP image');
+    const missing = await velro([
+      'generate',
+      '--model',
+      'wan-pro',
+      '--image',
+      path.join(home, 'nope.png'),
+      'x',
+    ]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read .*nope\.png: ENOENT/);
+    const endOnly = await velro(['generate', '--model', 'hailuo-02-pro', '--end-image', notes, 'x']);
+    expect(endOnly.code).toBe(2);
+    expect(endOnly.stderr).toContain('--end-image needs --image');
+    expect(JSON.parse((await velro(['credits', '--json'])).stdout).reserved).toBe(0);
+  });
+
   it('runs a team: create, invite, accept, grant, limit, generate --team, usage', async () => {
     const ann = await createUser(h.db);
     const owner = { VELRO_URL: url, VELRO_API_KEY: user.apiKey };

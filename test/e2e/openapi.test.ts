@@ -164,8 +164,9 @@ describe('the OpenAPI document', () => {
     let open = 0;
     for (const { method, url, op, public: isPublic } of documented()) {
       const name = `${method} ${url}`;
-      // Asset URLs are public when signed: a bad signature is refused with 403, not 401.
-      const query = url === '/v1/assets/:id' ? '?expires=1&signature=bogus' : '';
+      // Asset and upload content URLs are public when signed: a bad signature is refused with 403, not 401.
+      const signed = url === '/v1/assets/:id' || url === '/v1/uploads/:id/content';
+      const query = signed ? '?expires=1&signature=bogus' : '';
       const res = await api.app.inject({
         method: method as 'GET',
         url: concrete(url) + query,
@@ -220,7 +221,11 @@ describe('the OpenAPI document', () => {
     for (const { method, url, op } of documented()) {
       if (method === 'GET') continue;
       const name = `${method} ${url}`;
-      const limit = url.startsWith('/v1/provider-webhooks/') ? WEBHOOK_BODY_LIMIT : BODY_LIMIT;
+      const limit = url.startsWith('/v1/provider-webhooks/')
+        ? WEBHOOK_BODY_LIMIT
+        : url === '/v1/uploads'
+          ? api.config.UPLOAD_MAX_BYTES
+          : BODY_LIMIT;
       const big = await api.app.inject({
         method: method as 'POST',
         url: concrete(url),
@@ -256,6 +261,7 @@ describe('the OpenAPI document', () => {
       'POST /v1/teams/:id/api-keys',
       'POST /v1/teams/:id/invitations',
       'POST /v1/teams/:id/webhook-endpoints',
+      'POST /v1/uploads',
       'POST /v1/webhook-endpoints',
     ]);
     for (const { method, url, op } of idempotent) {

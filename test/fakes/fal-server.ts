@@ -6,10 +6,13 @@ import {
   fakeProvider,
   faultsIn,
   firstReadFault,
+  readInputImage,
   renderOutput,
   sendGatewayError,
   sendJson,
+  sendText,
   type FakeProviderHandle,
+  type InputImageRead,
   type RecordedRequest,
   type ServedFile,
 } from './http';
@@ -30,6 +33,17 @@ import {
  *   (result 422 detail naming aspect_ratio), `#content-policy` (422 content_policy_violation),
  *   `#submit-invalid` (422 at submit);
  * - `#output-404` (the output URL answers 404), `#slow` (runs a minute: for cancellation).
+ *
+ * Storage (fal-js `storage.ts`): `POST /storage/upload/initiate?storage_type=fal-cdn-v3` with the
+ * key answers `{upload_url, file_url}`; a PUT of the bytes to `upload_url` (signed: no key, or it
+ * answers 400 as a bucket does) stores them, and `file_url` (this server's) serves them from then
+ * on. Faults by file name (`uploadFaults`): `initiate-503` (the first initiate), `put-expired` (the
+ * first PUT: 403 "Request has expired"), `initiate-413` / `put-413` (every time), `file-gone` (the
+ * PUT succeeds but file_url answers 404: the model cannot download it).
+ *
+ * A submitted `image_url` / `end_image_url` is read as fal's runner reads it (a data URI decoded, a
+ * file of this server's, or fetched); one that cannot be read fails the request with fal's 422
+ * `file_download_error`, so a test proves the model really got an image it could fetch.
  */
 export interface FakeFalOptions {
   key?: string;
@@ -38,6 +52,14 @@ export interface FakeFalOptions {
   hangMs?: number;
   retryAfterSeconds?: number;
   userId?: string;
+  /** Rewrites an input image URL before fetching it (a public origin to a local server). */
+  rewriteImageUrl?: (url: string) => string;
+}
+
+/** A file put on the fake's storage. */
+export interface FalStoredFile extends ServedFile {
+  fileName: string;
+  fileUrl: string;
 }
 
 export interface FalJob {
@@ -51,6 +73,8 @@ export interface FalJob {
   canceled: boolean;
   statusCalls: number;
   output?: { url: string; file: ServedFile };
+  /** The input images as the model read them, by field. */
+  images: Record<string, InputImageRead>;
 }
 
 export interface FakeFal extends FakeProviderHandle {
@@ -59,6 +83,12 @@ export interface FakeFal extends FakeProviderHandle {
   jobs: Map<string, FalJob>;
   /** The request submitted with this prompt (the last one). */
   jobFor(prompt: string): FalJob | undefined;
+  /** Files stored through the storage API, by file_url. */
+  storedFiles: Map<string, FalStoredFile>;
+  /** Storage faults for uploads of this file name (see above). */
+  uploadFaults(fileName: string, ...faults: string[]): void;
+  /** The initiate calls for this file name (all of them without one). */
+  initiates(fileName?: string): RecordedRequest[];
   /** Signs a webhook body as fal does, by default with the fake's own key. */
   signWebhook(
     body: string,
@@ -78,6 +108,12 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
 
   const jobs = new Map<string, FalJob>();
   const submitAttempt = attemptCounter();
+  const storedFiles = new Map<string, FalStoredFile>();
+  const storageFaults = new Map<string, Set<string>>();
+  const initiateAttempt = attemptCounter();
+  const putAttempt = attemptCounter();
+  /** One-time upload URLs handed out by initiate, by token. */
+  const uploadSlots = new Map<string, { fileName: string; fileUrl: string; contentType: string }>();
   const fake = fakeProvider({ fileNotFound: (res) => sendJson(res, 404, { detail: 'Not Found' }) });
 
   const signWebhook: FakeFal['signWebhook'] = (body, o = {}) => {
@@ -116,6 +152,24 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
   const result = (job: FalJob): { status: number; body: unknown; headers?: Record<string, string> } => {
     if (job.canceled) {
       return { status: 400, body: { detail: 'Request was cancelled', error_type: 'client_cancelled' } };
+    }
+    const unreadable = Object.entries(job.images).find(([, read]) => !read.ok);
+    if (unreadable) {
+      const [field, read] = unreadable;
+      return {
+        status: 422,
+        body: {
+          detail: [
+            {
+              loc: ['body', field],
+              msg: `Failed to download the file. Please check if the URL is accessible. (${read.ok ? '' : read.reason})`,
+              type: 'file_download_error',
+              url: 'https://docs.fal.ai/errors#file_download_error',
+              input: read.url.slice(0, 200),
+            },
+          ],
+        },
+      };
     }
     if (job.faults.has('completed-error')) {
       return {
@@ -191,7 +245,85 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     return false;
   };
 
-  const submit = (req: RecordedRequest, res: ServerResponse) => {
+  const faultOf = (fileName: string, fault: string) => storageFaults.get(fileName)?.has(fault) ?? false;
+
+  const initiate = (req: RecordedRequest, res: ServerResponse) => {
+    let body: { content_type?: unknown; file_name?: unknown };
+    try {
+      body = JSON.parse(req.body) as typeof body;
+    } catch {
+      return sendJson(res, 422, { detail: [{ loc: ['body'], msg: 'Invalid JSON', type: 'json_invalid' }] });
+    }
+    if (req.query.get('storage_type') !== 'fal-cdn-v3' || typeof body.content_type !== 'string') {
+      return sendJson(res, 422, {
+        detail: [{ loc: ['body', 'content_type'], msg: 'Field required', type: 'missing' }],
+      });
+    }
+    const fileName = typeof body.file_name === 'string' ? body.file_name : 'file.bin';
+    const attempt = initiateAttempt(fileName);
+    if (faultOf(fileName, 'initiate-503') && attempt === 1) return sendGatewayError(res, 503);
+    if (faultOf(fileName, 'initiate-413')) return sendJson(res, 413, { detail: 'File too large' });
+    const token = randomUUID();
+    const fileUrl = `${fake.url}/files/storage/${randomUUID()}/${encodeURIComponent(fileName)}`;
+    uploadSlots.set(token, { fileName, fileUrl, contentType: body.content_type });
+    sendJson(res, 200, {
+      upload_url: `${fake.url}/storage-bucket/${token}?X-Goog-Expires=3600&X-Goog-Signature=fake`,
+      file_url: fileUrl,
+    });
+  };
+
+  /** The PUT to a signed upload URL, as a bucket answers it (XML errors, no fal key wanted). */
+  const putUpload = (req: RecordedRequest, res: ServerResponse, token: string) => {
+    const slot = uploadSlots.get(token);
+    const xml = (status: number, code: string, message: string) =>
+      sendText(
+        res,
+        status,
+        `<?xml version="1.0"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`,
+        {
+          'content-type': 'application/xml',
+        },
+      );
+    if (!slot) return xml(403, 'AccessDenied', 'Invalid upload URL');
+    if (req.headers.authorization) {
+      return xml(400, 'InvalidArgument', 'Only one auth mechanism allowed; the URL is already signed');
+    }
+    const attempt = putAttempt(slot.fileName);
+    if (faultOf(slot.fileName, 'put-expired') && attempt === 1) {
+      uploadSlots.delete(token);
+      return xml(403, 'AccessDenied', 'Request has expired');
+    }
+    if (faultOf(slot.fileName, 'put-413'))
+      return xml(413, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size');
+    uploadSlots.delete(token);
+    const file: FalStoredFile = {
+      fileName: slot.fileName,
+      fileUrl: slot.fileUrl,
+      bytes: req.raw,
+      contentType: String(req.headers['content-type'] ?? slot.contentType),
+      sha256: createHash('sha256').update(req.raw).digest('hex'),
+    };
+    storedFiles.set(slot.fileUrl, file);
+    if (!faultOf(slot.fileName, 'file-gone')) fake.serveFile(slot.fileUrl, file);
+    res.writeHead(200, { 'content-length': 0 });
+    res.end();
+  };
+
+  /** The input images as fal's runner would download them. */
+  const readImages = async (input: Record<string, unknown>) => {
+    const images: Record<string, InputImageRead> = {};
+    for (const field of ['image_url', 'end_image_url']) {
+      const value = input[field];
+      if (typeof value !== 'string') continue;
+      images[field] = await readInputImage(value, {
+        own: (url) => fake.servedFile(url),
+        rewrite: opts.rewriteImageUrl,
+      });
+    }
+    return images;
+  };
+
+  const submit = async (req: RecordedRequest, res: ServerResponse) => {
     const endpoint = req.path.replace(/^\/+/, '');
     let input: Record<string, unknown>;
     try {
@@ -228,6 +360,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
       runMs: faults.has('slow') ? 60_000 : defaultRunMs,
       canceled: false,
       statusCalls: 0,
+      images: await readImages(input),
     };
     const file = renderOutput(prompt, 42);
     const fileUrl = `${fake.url}/files/${requestId}/0.png`;
@@ -247,7 +380,10 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     if (req.method === 'GET' && req.path === '/.well-known/jwks.json') {
       return sendJson(res, 200, { keys: [{ kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: 'fake-1' }] });
     }
+    const bucket = /^\/storage-bucket\/([^/]+)$/.exec(req.path);
+    if (bucket && req.method === 'PUT') return putUpload(req, res, bucket[1]!);
     if (!authorized(req, res)) return;
+    if (req.method === 'POST' && req.path === '/storage/upload/initiate') return initiate(req, res);
 
     const m = /^\/(.+)\/requests\/([^/]+)(\/status|\/cancel)?$/.exec(req.path);
     if (!m) {
@@ -309,6 +445,15 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     userId,
     jobs,
     jobFor: (prompt) => [...jobs.values()].filter((j) => j.input.prompt === prompt).at(-1),
+    storedFiles,
+    uploadFaults: (fileName, ...faults) => storageFaults.set(fileName, new Set(faults)),
+    initiates: (fileName) =>
+      fake.requests.filter(
+        (r) =>
+          r.method === 'POST' &&
+          r.path === '/storage/upload/initiate' &&
+          (fileName === undefined || r.body.includes(JSON.stringify(fileName))),
+      ),
     signWebhook,
   };
 }

@@ -10,6 +10,8 @@ export interface RecordedRequest {
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
   body: string;
+  /** The body's bytes (uploads are binary). */
+  raw: Buffer;
   at: number;
 }
 
@@ -42,12 +44,14 @@ export async function startFakeServer(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://fake');
+      const raw = Buffer.concat(chunks);
       const recorded: RecordedRequest = {
         method: req.method ?? 'GET',
         path: url.pathname,
         query: url.searchParams,
         headers: req.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
+        body: raw.toString('utf8'),
+        raw,
         at: Date.now(),
       };
       requests.push(recorded);
@@ -192,6 +196,8 @@ export interface FakeProvider {
   listen(handler: Handler): Promise<void>;
   /** Serves `file` at `url` (one of this server's) from now on. */
   serveFile(url: string, file: ServedFile): void;
+  /** The file served at `url`, if it is one of this server's. */
+  servedFile(url: string): ServedFile | undefined;
   /** Runs `fn` after `ms`, unless the fake is closed first. */
   schedule(fn: () => void, ms: number): void;
   /**
@@ -235,6 +241,10 @@ export function fakeProvider(opts: { fileNotFound(res: ServerResponse): void }):
     serveFile(url, file) {
       files.set(new URL(url).pathname, file);
     },
+    servedFile(url) {
+      if (!server || !url.startsWith(`${server.url}/`)) return undefined;
+      return files.get(new URL(url).pathname);
+    },
     schedule(fn, ms) {
       const t = setTimeout(() => {
         timers.delete(t);
@@ -258,4 +268,89 @@ export function fakeProvider(opts: { fileNotFound(res: ServerResponse): void }):
       return { url: server.url, requests: server.requests, deliveries, close: () => this.close() };
     },
   };
+}
+
+/** An input image a fake provider read, as its model would: its bytes, or why it could not. */
+export type InputImageRead =
+  | { ok: true; url: string; bytes: Buffer; contentType: string; sha256: string }
+  | { ok: false; url: string; reason: string };
+
+/** The image type by magic bytes, as a model's loader decides (PNG, JPEG, WebP), or undefined. */
+export function imageTypeOf(bytes: Buffer): string | undefined {
+  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])))
+    return 'image/png';
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'image/jpeg';
+  if (
+    bytes.subarray(0, 4).toString('latin1') === 'RIFF' &&
+    bytes.subarray(8, 12).toString('latin1') === 'WEBP'
+  )
+    return 'image/webp';
+  return undefined;
+}
+
+/**
+ * Reads an input image as a provider's model does: a `data:` URI decoded, a file of the fake's own
+ * looked up (`own`), anything else fetched over HTTP (5 s, `rewrite` may point a public origin at a
+ * local server). Not an image, not there, not reachable: `ok: false` with the reason.
+ */
+export async function readInputImage(
+  url: string,
+  opts: { own?: (url: string) => ServedFile | undefined; rewrite?: (url: string) => string } = {},
+): Promise<InputImageRead> {
+  const found = (bytes: Buffer): InputImageRead => {
+    const contentType = imageTypeOf(bytes);
+    if (!contentType) return { ok: false, url, reason: 'cannot identify image file' };
+    return { ok: true, url, bytes, contentType, sha256: createHash('sha256').update(bytes).digest('hex') };
+  };
+  const data = /^data:([a-z]+\/[a-z0-9.+-]+);base64,(.*)$/is.exec(url);
+  if (data) return found(Buffer.from(data[2]!, 'base64'));
+  if (url.startsWith('data:')) return { ok: false, url, reason: 'malformed data URI' };
+  const own = opts.own?.(url);
+  if (own) return found(own.bytes);
+  let target: URL;
+  try {
+    target = new URL(opts.rewrite ? opts.rewrite(url) : url);
+  } catch {
+    return { ok: false, url, reason: 'not a URL' };
+  }
+  try {
+    const res = await fetch(target, { signal: AbortSignal.timeout(5000) });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200) return { ok: false, url, reason: `HTTP ${res.status}` };
+    return found(bytes);
+  } catch (err) {
+    return { ok: false, url, reason: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** The parts of a multipart/form-data body, by field name (enough of RFC 7578 for the fakes). */
+export function parseMultipart(
+  contentType: string | undefined,
+  raw: Buffer,
+): Map<string, { filename?: string; contentType?: string; data: Buffer }> | undefined {
+  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType ?? '');
+  if (!/^multipart\/form-data/i.test(contentType ?? '') || !boundary) return undefined;
+  const delimiter = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const parts = new Map<string, { filename?: string; contentType?: string; data: Buffer }>();
+  let at = raw.indexOf(delimiter);
+  while (at !== -1) {
+    const start = at + delimiter.length;
+    if (raw.subarray(start, start + 2).toString() === '--') break;
+    const next = raw.indexOf(delimiter, start);
+    if (next === -1) return undefined;
+    const part = raw.subarray(start + 2, next - 2); // after CRLF, before CRLF--boundary
+    const split = part.indexOf('\r\n\r\n');
+    if (split === -1) return undefined;
+    const head = part.subarray(0, split).toString('utf8');
+    const disposition = /content-disposition:[^\r\n]*\bname="([^"]*)"(?:;\s*filename="([^"]*)")?/i.exec(head);
+    if (disposition) {
+      parts.set(disposition[1]!, {
+        filename: disposition[2],
+        contentType: /content-type:\s*([^\r\n]+)/i.exec(head)?.[1]?.trim(),
+        data: part.subarray(split + 4),
+      });
+    }
+    at = next;
+  }
+  return parts;
 }

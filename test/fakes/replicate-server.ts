@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { signStandardWebhook } from '../../lib/webhooks/signing';
 import {
@@ -6,12 +6,15 @@ import {
   fakeProvider,
   faultsIn,
   firstReadFault,
+  parseMultipart,
+  readInputImage,
   renderOutput,
   sendGatewayError,
   sendJson,
   sendText,
   sleep,
   type FakeProviderHandle,
+  type InputImageRead,
   type RecordedRequest,
   type ServedFile,
 } from './http';
@@ -30,6 +33,16 @@ import {
  * - `#failed` (status failed with an error), `#content-policy` (failed: flagged as sensitive),
  *   `#invalid-input` (422 at create naming input.aspect_ratio);
  * - `#output-404`, `#array-output` (two output URLs), `#slow` (runs a minute: for cancellation).
+ *
+ * Files: `POST /v1/files` (multipart: `content` with its filename and type, optional `metadata`)
+ * answers the file object whose `urls.get` is `/v1/files/<id>` here: with the token, GET it gives
+ * the file's JSON and `…/download` its bytes; models read it without one (inside Replicate).
+ * Faults by file name (`uploadFaults`): `files-503` (the first POST), `files-413` (every time),
+ * `files-gone` (created, then gone before a model reads it).
+ *
+ * An input value that is a data URI or a URL is read as a model would (decoded, a file of this
+ * server's, or fetched); one that cannot be read fails the create with Replicate's 422
+ * `invalid_fields`, naming it, so a test proves the model really got an image it could fetch.
  */
 export interface FakeReplicateOptions {
   token?: string;
@@ -39,6 +52,16 @@ export interface FakeReplicateOptions {
   runMs?: number;
   hangMs?: number;
   retryAfterSeconds?: number;
+}
+
+/** A file created through POST /v1/files. */
+export interface FakeFile {
+  id: string;
+  name: string;
+  contentType: string;
+  bytes: Buffer;
+  sha256: string;
+  url: string;
 }
 
 type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
@@ -55,12 +78,19 @@ export interface FakePrediction {
   canceledAt: number | null;
   getCalls: number;
   outputs: { url: string; file: ServedFile }[];
+  /** The input files (data URIs, file URLs, URLs) as the model read them, by input name. */
+  images: Record<string, InputImageRead>;
 }
 
 export interface FakeReplicate extends FakeProviderHandle {
   secret: string;
   predictions: Map<string, FakePrediction>;
   predictionFor(prompt: string): FakePrediction | undefined;
+  files: Map<string, FakeFile>;
+  /** File faults for uploads of this file name (see above). */
+  uploadFaults(fileName: string, ...faults: string[]): void;
+  /** The POST /v1/files calls (for this file name, when given). */
+  fileCreates(fileName?: string): RecordedRequest[];
   /** Standard Webhooks headers for a body, by default with the fake's secret and now. */
   signWebhook(
     body: string,
@@ -78,6 +108,11 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
 
   const predictions = new Map<string, FakePrediction>();
   const createAttempt = attemptCounter();
+  const files = new Map<string, FakeFile>();
+  const fileFaults = new Map<string, Set<string>>();
+  const fileAttempt = attemptCounter();
+  const fileNameOf = (req: RecordedRequest) =>
+    parseMultipart(req.headers['content-type'], req.raw)?.get('content')?.filename;
   const fake = fakeProvider({
     fileNotFound: (res) => sendText(res, 404, 'Not Found', { 'content-type': 'text/plain' }),
   });
@@ -149,6 +184,66 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
     await fake.sendWebhook(p.webhook, body, () => signWebhook(body, { id }), copies);
   };
 
+  const fileJson = (f: FakeFile, createdAt = new Date()) => ({
+    id: f.id,
+    name: f.name,
+    content_type: f.contentType,
+    size: f.bytes.length,
+    etag: createHash('md5').update(f.bytes).digest('hex'),
+    checksums: { sha256: f.sha256, md5: createHash('md5').update(f.bytes).digest('hex') },
+    metadata: {},
+    created_at: createdAt.toISOString(),
+    expires_at: new Date(createdAt.getTime() + 24 * 3_600_000).toISOString(),
+    urls: { get: f.url },
+  });
+
+  const createFile = (req: RecordedRequest, res: ServerResponse) => {
+    const parts = parseMultipart(req.headers['content-type'], req.raw);
+    const content = parts?.get('content');
+    if (!content) {
+      return sendJson(res, 400, { title: 'Bad request', detail: 'content is required', status: 400 });
+    }
+    const name = content.filename ?? 'file';
+    const faults = fileFaults.get(name) ?? new Set<string>();
+    if (faults.has('files-503') && fileAttempt(name) === 1) return sendGatewayError(res, 503);
+    if (faults.has('files-413')) {
+      return sendJson(res, 413, {
+        title: 'Payload too large',
+        detail: 'File exceeds the maximum size',
+        status: 413,
+      });
+    }
+    const id = randomBytes(13).toString('hex').slice(0, 26);
+    const file: FakeFile = {
+      id,
+      name,
+      contentType: content.contentType ?? 'application/octet-stream',
+      bytes: content.data,
+      sha256: createHash('sha256').update(content.data).digest('hex'),
+      url: `${fake.url}/v1/files/${id}`,
+    };
+    if (!faults.has('files-gone')) files.set(id, file);
+    sendJson(res, 201, fileJson(file));
+  };
+
+  /** A file of ours by its urls.get (read inside Replicate: no token needed). */
+  const ownFile = (url: string): ServedFile | undefined => {
+    const m = /\/v1\/files\/([^/?#]+)$/.exec(url);
+    const f = url.startsWith(`${fake.url}/`) && m ? files.get(m[1]!) : undefined;
+    return f ? { bytes: f.bytes, contentType: f.contentType, sha256: f.sha256 } : fake.servedFile(url);
+  };
+
+  /** Every input value that is a file (data URI or URL), read as the model would. */
+  const readImages = async (input: Record<string, unknown>) => {
+    const images: Record<string, InputImageRead> = {};
+    for (const [name, value] of Object.entries(input)) {
+      if (typeof value === 'string' && /^(data:|https?:\/\/)/.test(value)) {
+        images[name] = await readInputImage(value, { own: ownFile });
+      }
+    }
+    return images;
+  };
+
   const create = async (req: RecordedRequest, res: ServerResponse, model: string) => {
     let body: { input?: Record<string, unknown>; webhook?: string; webhook_events_filter?: string[] };
     try {
@@ -194,6 +289,18 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
         ],
       });
     }
+    const images = await readImages(input);
+    const unreadable = Object.entries(images).find(([, read]) => !read.ok);
+    if (unreadable) {
+      const [name, read] = unreadable;
+      const description = `${name}: could not read the file at ${read.url.slice(0, 100)} (${read.ok ? '' : read.reason})`;
+      return sendJson(res, 422, {
+        title: 'Input validation failed',
+        detail: `- input.${description}`,
+        status: 422,
+        invalid_fields: [{ type: 'file', field: `input.${name}`, description }],
+      });
+    }
     const id = randomUUID().replace(/-/g, '').slice(0, 26);
     const count = faults.has('array-output') ? 2 : 1;
     const outputs = Array.from({ length: count }, (_, i) => {
@@ -214,6 +321,7 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
       canceledAt: null,
       getCalls: 0,
       outputs,
+      images,
     };
     predictions.set(id, p);
     if (!faults.has('no-webhook')) fake.schedule(() => void sendCompletedWebhook(p), startMs + p.runMs + 20);
@@ -244,6 +352,14 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
       const version = (JSON.parse(req.body || '{}') as { version?: string }).version ?? 'unknown';
       return create(req, res, version.split(':')[0]!);
     }
+    if (req.method === 'POST' && req.path === '/v1/files') return createFile(req, res);
+    if (req.method === 'GET' && (m = /^\/v1\/files\/([^/]+)(\/download)?$/.exec(req.path))) {
+      const f = files.get(m[1]!);
+      if (!f) return sendJson(res, 404, { title: 'Not found', detail: 'Not found.', status: 404 });
+      if (!m[2]) return sendJson(res, 200, fileJson(f));
+      res.writeHead(200, { 'content-type': f.contentType, 'content-length': f.bytes.length });
+      return void res.end(f.bytes);
+    }
     if (req.method === 'GET' && req.path === '/v1/webhooks/default/secret') {
       return sendJson(res, 200, { key: secret });
     }
@@ -270,6 +386,15 @@ export async function startFakeReplicate(opts: FakeReplicateOptions = {}): Promi
     secret,
     predictions,
     predictionFor: (prompt) => [...predictions.values()].filter((p) => p.input.prompt === prompt).at(-1),
+    files,
+    uploadFaults: (fileName, ...faults) => fileFaults.set(fileName, new Set(faults)),
+    fileCreates: (fileName) =>
+      fake.requests.filter(
+        (r) =>
+          r.method === 'POST' &&
+          r.path === '/v1/files' &&
+          (fileName === undefined || fileNameOf(r) === fileName),
+      ),
     signWebhook,
   };
 }

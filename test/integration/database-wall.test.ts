@@ -249,6 +249,54 @@ describe('the database wall: the velro_app login cannot step around row-level se
     expect(JSON.stringify(params.rows)).not.toContain('h'.repeat(43));
   });
 
+  it("cannot make an upload that is never purged, mark one used, or use another user's upload", async () => {
+    const row = (id: string, extra = '', values = '') =>
+      `INSERT INTO uploads (id, user_id, storage_key, content_type, bytes, width, height, sha256${extra})
+       VALUES ('${id}', '${a.userId}', 'uploads/${id}.png', 'image/png', 10, 1, 1, '${'a'.repeat(64)}'${values})`;
+    for (const [extra, values] of [
+      [', used_at', ', now()'],
+      [', purged_at', ', now()'],
+      [', created_at', ", now() + interval '10 years'"],
+    ]) {
+      await expect(asUser(app, a.userId, row(randomUUID(), extra, values)), extra).rejects.toMatchObject(
+        refused,
+      );
+    }
+    // A's own upload, made as the API makes it: only A may use it, and only for A's generation.
+    const upload = randomUUID();
+    await app.query('BEGIN');
+    await app.query(`SELECT set_config('app.user_id', $1, true)`, [a.userId]);
+    await app.query(
+      `INSERT INTO uploads (id, user_id, storage_key, content_type, bytes, width, height, sha256)
+       VALUES ($1, $2, $3, 'image/png', 10, 1, 1, $4)`,
+      [upload, a.userId, `uploads/${upload}.png`, 'a'.repeat(64)],
+    );
+    await app.query('COMMIT');
+    await expect(
+      asUser(app, a.userId, `UPDATE uploads SET used_at = now() WHERE id = $1`, [upload]),
+    ).rejects.toMatchObject(refused);
+    // B cannot link A's upload to B's generation, nor A to B's generation.
+    for (const scope of [b.userId, a.userId]) {
+      const linked = await asUser<{ ok: boolean }>(
+        app,
+        scope,
+        'SELECT link_generation_input($1, $2, $3) AS ok',
+        [bGeneration, 'image_url', upload],
+      );
+      expect(linked.rows[0]!.ok, scope).toBe(false);
+    }
+    const b_sees = await asUser(app, b.userId, 'SELECT id FROM uploads WHERE id = $1', [upload]);
+    expect(b_sees.rows).toEqual([]);
+    await expect(
+      asUser(
+        app,
+        b.userId,
+        'INSERT INTO generation_inputs (generation_id, field, upload_id, user_id) VALUES ($1, $2, $3, $4)',
+        [bGeneration, 'image_url', upload, b.userId],
+      ),
+    ).rejects.toMatchObject(refused);
+  });
+
   it('serves a signed asset only by its id and only while its generation has succeeded', async () => {
     const sha = createHash('sha256').update('x').digest('hex');
     const asset = async (status: string) => {
@@ -337,11 +385,13 @@ describe('the database wall: the velro_app login cannot step around row-level se
       'ledger_reserve(uuid,bigint,uuid,timestamp with time zone,uuid)',
       'ledger_reserve_batch(uuid,uuid[],bigint[],uuid[],timestamp with time zone[])',
       'ledger_reserve_team(uuid,bigint,uuid,timestamp with time zone,uuid,uuid)',
+      'link_generation_input(uuid,text,uuid)',
       'provider_request_key(text)',
       'provider_webhook_generations(text,text)',
       'record_provider_webhook(text,text)',
       'register_user(text,text)',
       'signed_asset(uuid)',
+      'signed_upload(uuid)',
       'team_expired_credit(uuid)',
       'transfer_team_ownership(uuid,uuid)',
       'velro_require_team_role(uuid,text)',

@@ -62,7 +62,7 @@ describe('the ledger reconciler', () => {
       db: h.db,
       systemDb: systemDb(),
       storage: createStorage(h.config),
-      providers: createProviders(h.config),
+      providers: createProviders(h.config, createStorage(h.config)),
       workflowState,
       stoppedGenerations,
     });

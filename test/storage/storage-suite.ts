@@ -188,7 +188,22 @@ export function storageSuite(
       });
     });
 
-    it('rejects unsafe keys on put and get', async () => {
+    it('deletes a key, and takes a delete of a key with no object (again, or never written)', async () => {
+      const key = keyOf('deleted.png');
+      const kept = keyOf('kept-beside.png');
+      await storage.put(key, Readable.from([Buffer.from('to be deleted')]), 'image/png');
+      await storage.put(kept, Readable.from([Buffer.from('stays')]), 'image/png');
+      await storage.delete(key);
+      expect(await storage.get(key)).toBeUndefined();
+      await storage.delete(key);
+      await storage.delete(keyOf('never-written.png'));
+      expect((await readSmall(storage, kept))?.toString()).toBe('stays');
+      // Written again after a delete: an ordinary object.
+      await storage.put(key, Readable.from([Buffer.from('again')]), 'image/png');
+      expect((await readSmall(storage, key))?.toString()).toBe('again');
+    });
+
+    it('rejects unsafe keys on put, get and delete', async () => {
       for (const key of [
         '',
         '../escape.png',
@@ -204,6 +219,7 @@ export function storageSuite(
           /unsafe storage key/,
         );
         await expect(storage.get(key)).rejects.toThrow(/unsafe storage key/);
+        await expect(storage.delete(key)).rejects.toThrow(/unsafe storage key/);
       }
     });
 

@@ -146,6 +146,7 @@ export async function startHarness(
   const api = await startApi(env);
   const { config, db, temporal, systemDb: sys } = api;
   const nativeConnection = await NativeConnection.connect({ address: testStack().temporalAddress });
+  const storage = createStorage(config);
   const worker = await createWorker({
     config,
     connection: nativeConnection,
@@ -154,8 +155,8 @@ export async function startHarness(
       ...activityDeps(config, {
         db,
         systemDb: sys,
-        storage: createStorage(config),
-        providers: createProviders(config),
+        storage,
+        providers: createProviders(config, storage),
         workflowState: workflowStateOf(temporal),
         stoppedGenerations: stoppedGenerationsOf(temporal),
       }),

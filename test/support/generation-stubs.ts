@@ -22,6 +22,7 @@ import type { GenerationWorkflow } from '../../workflows/generation';
 export type Activities = Pick<
   ReturnType<typeof createActivities>,
   | 'admitGeneration'
+  | 'resolveInputImages'
   | 'submitToProvider'
   | 'checkProvider'
   | 'storeOutputs'
@@ -87,6 +88,13 @@ export class StubActivities {
         reservationId: `reserve-${input.generationId}`,
         pollInitialMs: 50,
       }),
+      // Each image field handed over as a provider URL of its own.
+      resolveInputImages: async (input) =>
+        Object.fromEntries(
+          ['image_url', 'end_image_url']
+            .filter((f) => input.input[f] !== undefined)
+            .map((f) => [f, `https://files.example.com/${input.generationId}/${f}.png`]),
+        ),
       submitToProvider: async (input) => ({ requestId: `request-${input.generationId}` }),
       checkProvider: async () => ({ state: 'succeeded', logs: [] }),
       storeOutputs: async (input) => [`asset-${input.generationId}-0`, `asset-${input.generationId}-1`],
@@ -105,6 +113,7 @@ export class StubActivities {
     };
     this.activities = {
       admitGeneration: this.record('admitGeneration', impl.admitGeneration),
+      resolveInputImages: this.record('resolveInputImages', impl.resolveInputImages),
       submitToProvider: this.record('submitToProvider', impl.submitToProvider),
       checkProvider: this.record('checkProvider', impl.checkProvider),
       storeOutputs: this.record('storeOutputs', impl.storeOutputs),

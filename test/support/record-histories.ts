@@ -175,6 +175,20 @@ export const SCENARIOS = {
       await handle.result();
     },
   },
+  // Since the 'input-images' patch: image-to-video, its image resolved into a URL the provider can
+  // fetch before submit, then the happy path.
+  'input-images': {
+    input: {
+      pollInitialMs: 100,
+      model: 'kling-v2.1-master',
+      credits: 350,
+      input: { prompt: 'the cat walks away', image_url: 'upload:0b8a2c7e-0000-4000-8000-000000000001' },
+    },
+    activities: {},
+    async drive(handle) {
+      await handle.result();
+    },
+  },
   // Admission refused for want of credits: nothing else runs.
   'insufficient-credits': {
     input: {},

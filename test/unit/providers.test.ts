@@ -13,7 +13,7 @@ import {
 } from '../../lib/providers/provider';
 import { outputUrls, ReplicateProvider } from '../../lib/providers/replicate';
 import { signStandardWebhook, verifyStandardWebhook } from '../../lib/webhooks/signing';
-import { createProviders } from '../../lib/wiring/from-config';
+import { createProviders, createStorage } from '../../lib/wiring/from-config';
 import { startFakeFal, type FakeFal } from '../fakes/fal-server';
 import { startFakeReplicate } from '../fakes/replicate-server';
 import { sendJson, sendText, startFakeServer } from '../fakes/http';
@@ -315,8 +315,9 @@ describe('provider configuration', () => {
   });
 
   it('builds fal with FAL_KEY and Replicate with REPLICATE_API_TOKEN, local always', () => {
-    expect(createProviders(loadConfig({}))).toMatchObject({ fal: undefined, replicate: undefined });
-    const both = createProviders(loadConfig({ FAL_KEY: 'k', REPLICATE_API_TOKEN: 'r8' }));
+    const storage = createStorage(loadConfig({}));
+    expect(createProviders(loadConfig({}), storage)).toMatchObject({ fal: undefined, replicate: undefined });
+    const both = createProviders(loadConfig({ FAL_KEY: 'k', REPLICATE_API_TOKEN: 'r8' }), storage);
     expect(both.local?.name).toBe('local');
     expect(both.fal).toBeInstanceOf(FalProvider);
     expect(both.replicate).toBeInstanceOf(ReplicateProvider);

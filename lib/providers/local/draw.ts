@@ -33,12 +33,17 @@ export class Canvas {
 
 /** `time` is in motion cycles: 0 for a still, and the scene looks the same again at every whole number. */
 export function drawScene(canvas: Canvas, scene: Scene, time: number): void {
+  drawBackground(canvas, scene, time);
+  drawCaption(canvas, scene.caption);
+}
+
+/** The scene without its caption: sky, sun, ridges and shapes. */
+export function drawBackground(canvas: Canvas, scene: Scene, time: number): void {
   const angle = 2 * Math.PI * time;
   drawSky(canvas, scene, angle);
   drawSun(canvas, scene, angle);
   for (const r of scene.ridges) drawRidge(canvas, r);
   for (const shape of scene.shapes) drawShape(canvas, shape, angle);
-  drawCaption(canvas, scene.caption);
 }
 
 function drawSky(canvas: Canvas, scene: Scene, angle: number): void {
@@ -183,7 +188,7 @@ function forEachPixelNear(
   }
 }
 
-function drawCaption(canvas: Canvas, caption: string): void {
+export function drawCaption(canvas: Canvas, caption: string): void {
   if (caption.length === 0) return;
   const { width, height } = canvas;
   const scale = Math.max(1, Math.floor(Math.min((width * 0.9) / (CAPTION_CHARS * 6), (height * 0.07) / 7)));

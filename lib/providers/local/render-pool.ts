@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { InputImageError } from './decode';
 import type { AnimationRequest, RenderedMedia, RenderRequest } from './render';
 import type { RenderJob } from './render-worker';
 
@@ -9,6 +10,8 @@ type Pending = { resolve: (m: RenderedMedia) => void; reject: (e: Error) => void
 /**
  * A few worker threads that render local outputs (CPU-bound: ~0.2 s for a 1024² PNG) off the
  * event loop. Threads start on first use and keep the process alive only while they render.
+ * Input images travel as their encoded bytes (copied, never the caller's buffer) and are decoded in
+ * the thread; an input it cannot decode rejects with an InputImageError.
  */
 export class RenderPool {
   private readonly workers: Worker[] = [];
@@ -51,10 +54,11 @@ export class RenderPool {
     const entry = path.join(__dirname, `render-worker.${fromSources ? 'ts' : 'js'}`);
     const code = `${fromSources ? "require('tsx/cjs');" : ''} require(${JSON.stringify(entry)});`;
     const worker = new Worker(code, { eval: true });
-    worker.on('message', (msg: { id: number; media?: RenderedMedia; error?: string }) => {
+    worker.on('message', (msg: { id: number; media?: RenderedMedia; error?: string; badInput?: boolean }) => {
       const p = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       if (msg.media) p?.resolve({ ...msg.media, bytes: Buffer.from(msg.media.bytes) });
+      else if (msg.badInput) p?.reject(new InputImageError(msg.error ?? 'the input image cannot be used'));
       else p?.reject(new RangeError(msg.error ?? 'render failed'));
       worker.unref(); // an idle thread does not
       this.idle.push(worker);

@@ -41,6 +41,8 @@ export interface Scene {
   ridges: Ridge[];
   shapes: Shape[];
   caption: string;
+  /** Where an image-to-video animation zooms to, as fractions of the input's width and height. */
+  focus: { x: number; y: number };
 }
 
 export function createScene(prompt: string, seed: number): Scene {
@@ -82,6 +84,8 @@ export function createScene(prompt: string, seed: number): Scene {
     ],
     shapes: Array.from({ length: rng.int(3, 6) }, () => randomShape(rng, accentHue, horizon)),
     caption: captionOf(prompt),
+    // Drawn last, so every other choice (and the renders made before it existed) stays as it was.
+    focus: { x: rng.range(0.3, 0.7), y: rng.range(0.3, 0.7) },
   };
 }
 
