@@ -65,6 +65,7 @@ export async function createApiKey(
 export function listActiveApiKeys(tx: Tx, page: { after?: PageAfter; limit: number }): Promise<ApiKeyRow[]> {
   return newestFirst<ApiKeyRow>(tx, {
     select: `SELECT ${COLUMNS} FROM api_keys`,
+    cursorTable: 'api_keys',
     where: ['user_id = current_app_user()', 'team_id IS NULL', 'revoked_at IS NULL'],
     ...page,
   });

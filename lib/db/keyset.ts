@@ -15,6 +15,12 @@ export interface NewestFirstQuery {
   where?: string[];
   params?: unknown[];
   after?: PageAfter;
+  /**
+   * The table the cursor's id is a row of, when its created_at has more precision than a cursor
+   * (microseconds, cursors milliseconds): the page then starts after that row's exact time, so no row
+   * of the cursor's millisecond is skipped. Without it, the cursor's time is taken as it is.
+   */
+  cursorTable?: string;
   /** The page size: one row more is fetched, which tells whether another page follows. */
   limit: number;
 }
@@ -30,9 +36,11 @@ export async function newestFirst<R extends object>(tx: Tx, q: NewestFirstQuery)
   const where = [...(q.where ?? [])];
   if (q.after) {
     params.push(q.after.createdAt, q.after.id);
-    where.push(
-      `(${column('created_at')}, ${column('id')}) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`,
-    );
+    const [at, id] = [`$${params.length - 1}::timestamptz`, `$${params.length}::uuid`];
+    const since = q.cursorTable
+      ? `coalesce((SELECT c.created_at FROM ${q.cursorTable} c WHERE c.id = ${id}), ${at})`
+      : at;
+    where.push(`(${column('created_at')}, ${column('id')}) < (${since}, ${id})`);
   }
   params.push(q.limit + 1);
   const sql = `${q.select} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}

@@ -125,7 +125,14 @@ export function listGenerations(
     params.push(value);
     where.push(`${column} = $${params.length}`);
   }
-  return newestFirst<GenerationRow>(tx, { select: GENERATION_SELECT, alias: 'g', where, params, ...page });
+  return newestFirst<GenerationRow>(tx, {
+    select: GENERATION_SELECT,
+    alias: 'g',
+    cursorTable: 'generations',
+    where,
+    params,
+    ...page,
+  });
 }
 
 /** The status fields of a generation, as the event streams watch them. */

@@ -92,6 +92,7 @@ export function listProjects(
   return newestFirst<ProjectRow>(tx, {
     select: `SELECT ${COLUMNS} FROM projects`,
     where,
+    cursorTable: 'projects',
     params: [owner.teamId ?? owner.userId],
     ...page,
   });

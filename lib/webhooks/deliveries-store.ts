@@ -67,6 +67,7 @@ function pageOfDeliveries(
                     d.last_status, d.last_error, d.last_attempt_at, d.delivered_at, d.created_at
              FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id`,
     alias: 'd',
+    cursorTable: 'webhook_deliveries',
     where,
     params,
     ...page,

@@ -78,6 +78,7 @@ export function listEndpoints(
   const [where, ownerId] = ownedBy(owner, 1);
   return newestFirst<EndpointRow>(tx, {
     select: `SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints`,
+    cursorTable: 'webhook_endpoints',
     where: ['deleted_at IS NULL', where],
     params: [ownerId],
     ...page,

@@ -459,6 +459,36 @@ describe('projects', () => {
     expect((await h.app.inject({ url: '/v1/projects/not-a-uuid', headers: user.auth })).statusCode).toBe(400);
   });
 
+  it('pages through projects made within one millisecond without skipping any (cursors carry milliseconds)', async () => {
+    const user = await createUser(h.db);
+    const names = ['a', 'b', 'c', 'd'];
+    for (const name of names) {
+      await h.app.inject({ method: 'POST', url: '/v1/projects', headers: user.auth, payload: { name } });
+    }
+    // The same millisecond, microseconds apart, in creation order: d is the newest.
+    await withSystemTx(systemDb(), (tx) =>
+      tx.query(
+        `UPDATE projects SET created_at = '2026-06-01T12:00:00.123Z'::timestamptz
+           + make_interval(secs => (array_position($2::text[], name)) / 1000000.0)
+         WHERE user_id = $1`,
+        [user.userId, names],
+      ),
+    );
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { data: { name: string }[]; nextCursor: string | null } = (
+        await h.app.inject({
+          url: `/v1/projects?limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+          headers: user.auth,
+        })
+      ).json();
+      seen.push(...page.data.map((p) => p.name));
+      cursor = page.nextCursor;
+    } while (cursor && seen.length < 10);
+    expect(seen).toEqual(['d', 'c', 'b', 'a']);
+  });
+
   it('keeps the generations of a deleted project, with their outputs and ledger history', async () => {
     const user = await createUser(h.db, 200);
     const project = (
