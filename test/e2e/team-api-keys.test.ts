@@ -22,7 +22,9 @@ describe('team API keys', () => {
   let h: Harness;
   let base: string;
   beforeAll(async () => {
-    h = await startHarness({ LOCAL_PROVIDER_LATENCY_MS: '2000' });
+    // Long enough that a generation is still running when a test revokes the key watching it (the
+    // streams re-check membership every 2 s; at 2 s a loaded machine saw the generation end first).
+    h = await startHarness({ LOCAL_PROVIDER_LATENCY_MS: '6000' });
     await h.app.listen({ port: 0, host: '127.0.0.1' });
     base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
   });
