@@ -13,18 +13,13 @@ import {
   insertUpload,
   linkGenerationInput,
   recordProviderUrl,
+  uploadFileName,
+  uploadStorageKey,
   type GenerationInputRow,
-  type UploadContentType,
 } from '../lib/uploads/store';
 import type { GenerationInput } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
 import { providerCall } from './provider';
-
-const EXTENSIONS: Record<UploadContentType, string> = {
-  'image/png': 'png',
-  'image/jpeg': 'jpg',
-  'image/webp': 'webp',
-};
 
 /** The upload a field uses, as far as handing it over needs. */
 type LinkedUpload = Pick<GenerationInputRow, 'upload_id' | 'storage_key' | 'content_type'>;
@@ -131,7 +126,7 @@ export function inputImageActivities(deps: ActivityDeps) {
       }
       throw err;
     }
-    const storageKey = `uploads/${id}.${EXTENSIONS[image.contentType]}`;
+    const storageKey = uploadStorageKey(id, image.contentType);
     try {
       await deps.storage.put(storageKey, Readable.from([image.bytes]), image.contentType, maxBytes);
     } catch (err) {
@@ -178,7 +173,7 @@ export function inputImageActivities(deps: ActivityDeps) {
         provider.uploadInput!({
           bytes,
           contentType: upload.content_type,
-          fileName: `${upload.upload_id}.${EXTENSIONS[upload.content_type]}`,
+          fileName: uploadFileName(upload.upload_id, upload.content_type),
         }),
       );
     }

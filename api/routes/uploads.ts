@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { checkUploadSignature } from '../../lib/auth/signed-urls';
 import { publicUrl } from '../../lib/config';
 import { withUserTx, type Tx } from '../../lib/db/pool';
-import { checkImage, type ImageCheck, type InputImageType } from '../../lib/media/image-check';
+import { checkImage, type ImageCheck } from '../../lib/media/image-check';
 import { MultipartError, MultipartFileTooLarge, parseFilePart } from '../../lib/uploads/multipart';
 import { findSignedUpload, type UploadFile } from '../../lib/uploads/signed-read';
 import {
@@ -15,6 +15,7 @@ import {
   insertUpload,
   listUploads,
   toUploadView,
+  uploadStorageKey,
   type UploadRow,
 } from '../../lib/uploads/store';
 import { requireTeamRole } from '../../lib/teams/store';
@@ -39,12 +40,6 @@ import {
   uploadSchema,
 } from '../schemas/uploads';
 import { answeringTeamRefusals, teamOf } from '../services/team-access';
-
-const EXTENSION: Record<InputImageType, string> = {
-  'image/png': 'png',
-  'image/jpeg': 'jpg',
-  'image/webp': 'webp',
-};
 
 /**
  * A POST body as this plugin's parser reads it: the image's bytes and what the sender said they
@@ -214,7 +209,7 @@ const uploads: FastifyPluginAsyncZod = async (app) => {
         // The bytes first, then the row: a row never names bytes that are not there. A failed insert
         // takes the bytes away again.
         const id = randomUUID();
-        const storageKey = `uploads/${id}.${EXTENSION[check.contentType]}`;
+        const storageKey = uploadStorageKey(id, check.contentType);
         await app.storage.put(storageKey, Readable.from([image.bytes]), check.contentType, maxBytes);
         let row: UploadRow;
         try {

@@ -1,11 +1,26 @@
 import { newestFirst, type PageAfter } from '../db/keyset';
 import type { SystemDb, Tx } from '../db/pool';
+import type { InputImageType } from '../media/image-check';
 
 // Input images (db/migrations/011_uploads.sql). Every function but the purge runs in a withUserTx:
 // row-level security shows a user its own personal uploads and its teams' uploads, and decides who
 // may delete one.
 
-export type UploadContentType = 'image/png' | 'image/jpeg' | 'image/webp';
+export type UploadContentType = InputImageType;
+
+const EXTENSIONS: Record<UploadContentType, string> = {
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/webp': 'webp',
+};
+
+/** The file name an upload's bytes are kept (and handed to providers) under. */
+export const uploadFileName = (id: string, contentType: UploadContentType) =>
+  `${id}.${EXTENSIONS[contentType]}`;
+
+/** Where an upload's bytes are in Velro storage. */
+export const uploadStorageKey = (id: string, contentType: UploadContentType) =>
+  `uploads/${uploadFileName(id, contentType)}`;
 
 export interface UploadRow {
   id: string;
