@@ -1,3 +1,4 @@
+import type { CapacityLimits } from '../lib/capacity/store';
 import type { Db, SystemDb } from '../lib/db/pool';
 import type { Provider, ProviderName } from '../lib/providers/provider';
 import type { Storage } from '../lib/storage/storage';
@@ -31,6 +32,17 @@ export interface InputImageDeps {
   fetchTimeoutMs: number;
 }
 
+/** Provider capacity (activities/capacity.ts). */
+export interface CapacityDeps {
+  limits: CapacityLimits;
+  /** CAPACITY_RECHECK_MS: a waiter's own check, should word of its grant be lost. */
+  recheckMs: number;
+  /** CAPACITY_MAX_WAIT_SECONDS. */
+  maxWaitSeconds: number;
+  /** Tells these generations' workflows they were granted a slot (a signal each). */
+  signalGranted(generationIds: string[]): Promise<void>;
+}
+
 export interface ActivityDeps {
   /** The velro_app login: every activity that acts for one user. */
   db: Db;
@@ -56,4 +68,5 @@ export interface ActivityDeps {
   uploadRetentionHours: number;
   webhooks: WebhookDeps;
   inputImages: InputImageDeps;
+  capacity: CapacityDeps;
 }

@@ -1,4 +1,5 @@
 import { admissionActivities } from './admission';
+import { capacityActivities } from './capacity';
 import type { ActivityDeps } from './deps';
 import { inputImageActivities } from './input-images';
 import { outputActivities } from './outputs';
@@ -13,6 +14,7 @@ export type { ActivityDeps } from './deps';
 export function createActivities(deps: ActivityDeps) {
   return {
     ...admissionActivities(deps),
+    ...capacityActivities(deps),
     ...inputImageActivities(deps),
     ...providerActivities(deps),
     ...outputActivities(deps),

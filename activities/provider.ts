@@ -38,7 +38,7 @@ export async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
 
 export function providerFor(
   deps: ActivityDeps,
-  input: GenerationInput,
+  input: Pick<GenerationInput, 'generationId' | 'provider' | 'model' | 'input'>,
 ): { provider: Provider; job: Omit<ProviderJob, 'requestId'> } {
   const provider = deps.providers[input.provider];
   const model = findModel(input.model);

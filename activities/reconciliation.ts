@@ -2,9 +2,12 @@ import { log, metricMeter } from '@temporalio/activity';
 import { withSystemTx } from '../lib/db/pool';
 import * as store from '../lib/ledger/reconciler-store';
 import type { OpenReserve } from '../lib/ledger/reconciler-store';
+import { freeLeakedSlots, leakedSlots } from '../lib/capacity/store';
 import { purgeUnusedUploads } from '../lib/uploads/store';
 import { generationWorkflowId } from '../workflows/definitions';
+import type { GenerationInput } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
+import { providerFor } from './provider';
 
 export interface ReconcileReport {
   expiredCredits: number;
@@ -13,6 +16,8 @@ export interface ReconcileReport {
   unsettledGenerations: string[];
   /** Uploads removed: deleted ones, and unused ones past UPLOAD_RETENTION_HOURS. */
   purgedUploads: number;
+  /** Provider slots freed: held or waited for by generations that had ended (terminated ones, say). */
+  freedSlots: number;
 }
 
 /** How far back the reconciler looks for generation workflows that closed without settling. */
@@ -49,6 +54,37 @@ export function reconciliationActivities(deps: ActivityDeps) {
       }
     }
     return purged.length;
+  }
+
+  /**
+   * Frees the slots of generations that ended without giving them back. A job still submitted is
+   * cancelled at its provider first (best effort, as the workflow's own refund path does), so the
+   * slot does not go to the next generation while the stopped job still runs there.
+   */
+  async function freeLeakedCapacity(): Promise<number> {
+    const leaked = await leakedSlots(deps.systemDb, deps.capacity.limits.scope);
+    for (const slot of leaked) {
+      if (!slot.providerRequestId) continue;
+      try {
+        const { provider, job } = providerFor(deps, {
+          ...slot,
+          input: slot.input as GenerationInput['input'],
+        });
+        await provider.cancel({ ...job, requestId: slot.providerRequestId });
+      } catch (err) {
+        log.warn('could not cancel a stopped generation at its provider', {
+          generationId: slot.generationId,
+          error: String(err),
+        });
+      }
+    }
+    const ids = leaked.map((s) => s.generationId);
+    if (ids.length > 0) log.warn('freeing slots of generations that had ended', { generationIds: ids });
+    const granted = await freeLeakedSlots(deps.systemDb, deps.capacity.limits, ids);
+    await deps.capacity
+      .signalGranted(granted)
+      .catch((err: unknown) => log.warn('could not tell every granted generation', { error: String(err) }));
+    return ids.length;
   }
 
   return {
@@ -96,6 +132,10 @@ export function reconciliationActivities(deps: ActivityDeps) {
         }
       }
 
+      // After the releases above, which end the generations of terminated workflows: their slots go
+      // back, and the pools grant what that frees (also any grant whose word was lost).
+      const freedSlots = await freeLeakedCapacity();
+
       const unsettled = await withSystemTx(deps.systemDb, (tx) => store.unsettledGenerations(tx, 100));
       const unsettledGenerations = unsettled.map((r) => r.id);
       metricMeter.createGauge('velro_ledger_unsettled_generations').set(unsettledGenerations.length);
@@ -112,7 +152,13 @@ export function reconciliationActivities(deps: ActivityDeps) {
       // Housekeeping: uploads' retention (UPLOAD_RETENTION_HOURS), at most a batch per run.
       const purgedUploads = await purgeUploads();
       if (purgedUploads) log.info('uploads purged', { purgedUploads });
-      return { expiredCredits, releasedReservations, unsettledGenerations, purgedUploads };
+      return {
+        expiredCredits,
+        releasedReservations,
+        unsettledGenerations,
+        purgedUploads,
+        freedSlots,
+      };
     },
   };
 }

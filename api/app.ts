@@ -17,6 +17,7 @@ import metrics from './plugins/metrics';
 import security from './plugins/security';
 import dependencies, { type AppDependencies } from './plugins/dependencies';
 import admin from './routes/admin';
+import adminAccountLimits from './routes/admin-account-limits';
 import apiKeys from './routes/api-keys';
 import assets from './routes/assets';
 import authRoutes from './routes/auth';
@@ -151,6 +152,7 @@ export async function buildApp(opts: BuildOptions) {
   await app.register(teamApiKeys);
   await app.register(teamWebhookEndpoints);
   await app.register(admin);
+  await app.register(adminAccountLimits);
 
   return app;
 }

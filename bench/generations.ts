@@ -15,7 +15,7 @@ import { freePort } from '../lib/net/free-port';
 import { startStack } from '../lib/dev/embedded-stack';
 import { createDb, createProviders, createStorage, createSystemDb } from '../lib/wiring/from-config';
 import { activityDeps, createWorker } from '../worker/create-worker';
-import { stoppedGenerationsOf, workflowStateOf } from '../worker/workflow-state';
+import { signalCapacityGrantedOf, stoppedGenerationsOf, workflowStateOf } from '../worker/workflow-state';
 import type { Bench } from './run';
 
 const percentile = (sorted: number[], p: number) =>
@@ -61,6 +61,7 @@ const bench: Bench = {
         providers: createProviders(config, storage),
         workflowState: workflowStateOf(temporal),
         stoppedGenerations: stoppedGenerationsOf(temporal),
+        signalGranted: signalCapacityGrantedOf(temporal),
       }),
     });
     const trivialWorker = await Worker.create({

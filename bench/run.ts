@@ -1,6 +1,7 @@
 // `npm run bench [-- <name>... [--seconds N] [--clients N]]`: runs each benchmark in turn (all by default).
 // A benchmark is a module exporting a `Bench`; add it to BENCHES below.
 import { parseArgs } from 'node:util';
+import fairness from './fairness';
 import generations from './generations';
 import ledger from './ledger';
 
@@ -18,7 +19,7 @@ export interface Bench {
   run(opts: BenchOptions): Promise<void>;
 }
 
-const BENCHES: Bench[] = [ledger, generations];
+const BENCHES: Bench[] = [ledger, generations, fairness];
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -13,7 +13,7 @@ Usage:
   velro credits [--team TEAM]               your balance (or the team's)
   velro upload FILE [--team TEAM]           store a PNG, JPEG or WebP image; prints its upload
   velro generate --model ID "prompt" [--image FILE|URL] [--end-image FILE|URL]
-                 [--input key=value ...] [--team TEAM] [--wait] [--out FILE]
+                 [--input key=value ...] [--team TEAM] [--priority 1-10] [--wait] [--out FILE]
                                             a local --image file is uploaded first (the team's
                                             with --team), a URL is passed as it is
   velro list [--status S] [--model ID] [--team TEAM] [--limit N]
@@ -110,12 +110,16 @@ async function generate(
     image?: string;
     endImage?: string;
     team?: string;
+    priority?: string;
     wait: boolean;
     outFile?: string;
     json: boolean;
   },
   out: Out,
 ) {
+  const priority = args.priority === undefined ? undefined : Number(args.priority);
+  if (priority !== undefined && !(Number.isInteger(priority) && priority >= 1 && priority <= 10))
+    throw new UsageError('--priority must be a whole number from 1 to 10');
   if (!args.model) throw new UsageError('generate needs --model (see `velro models`)');
   if (!args.prompt) throw new UsageError('generate needs a prompt');
   if (args.endImage && !args.image) throw new UsageError('--end-image needs --image');
@@ -126,13 +130,16 @@ async function generate(
     model: args.model,
     input: { prompt: args.prompt, ...parseInputs(args.inputs), ...images },
     ...(args.team ? { teamId: args.team } : {}),
+    ...(priority !== undefined ? { priority } : {}),
   });
   if (!args.json)
     process.stderr.write(`generation ${gen.id}: ${gen.status} (${gen.credits.amount} credits reserved)\n`);
   if (args.wait || args.outFile) {
     const live = !args.json && process.stderr.isTTY;
     for await (const { event, data } of client.events(gen.id)) {
-      if (event === 'progress' && live) {
+      if (event === 'progress' && live && typeof data.queuePosition === 'number') {
+        process.stderr.write(progressBar(`${String(data.stage)} (#${data.queuePosition})`, undefined));
+      } else if (event === 'progress' && live) {
         const last = (data.logs as string[] | undefined)?.at(-1) ?? '';
         const percent = Number(/(\d+)%/.exec(last)?.[1] ?? NaN);
         process.stderr.write(progressBar(String(data.stage), Number.isNaN(percent) ? undefined : percent));
@@ -183,6 +190,7 @@ export async function main(argv: string[]): Promise<number> {
       month: { type: 'string' },
       image: { type: 'string' },
       'end-image': { type: 'string' },
+      priority: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -239,6 +247,7 @@ export async function main(argv: string[]): Promise<number> {
             image: values.image,
             endImage: values['end-image'],
             team: values.team,
+            priority: values.priority,
             wait: values.wait ?? false,
             outFile: values.out,
             json: values.json ?? false,

@@ -8,7 +8,7 @@
 -- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
 -- when this file differs.
 
--- Functions (55)
+-- Functions (61)
 
 CREATE OR REPLACE FUNCTION public.accept_team_invitation(p_token_hash bytea)
  RETURNS TABLE(outcome text, team_id uuid, role text)
@@ -55,6 +55,24 @@ BEGIN
   RETURN QUERY SELECT 'joined'::text, v_inv.team_id, v_inv.role;
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.admin_account_limits(p_account uuid)
+ RETURNS TABLE(account_kind text, max_video integer, max_image integer, priority smallint, updated_at timestamp with time zone)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM users WHERE id = current_app_user() AND role = 'admin') THEN
+    RAISE EXCEPTION 'only an admin (app.user_id) may read account limits' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN QUERY
+    SELECT coalesce(l.account_kind, k.kind), l.max_video, l.max_image, l.priority, l.updated_at
+    FROM (SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = p_account) THEN 'user'
+                      WHEN EXISTS (SELECT 1 FROM teams WHERE id = p_account) THEN 'team' END AS kind) k
+    LEFT JOIN account_limits l ON l.account_id = p_account
+    WHERE k.kind IS NOT NULL;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.admin_grant_credits(p_id uuid, p_user_id uuid, p_amount bigint, p_reason text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS credit_transfers
  LANGUAGE plpgsql
@@ -79,6 +97,36 @@ BEGIN
     RAISE EXCEPTION 'only an admin (app.user_id) may grant credits' USING ERRCODE = 'insufficient_privilege';
   END IF;
   RETURN ledger_grant_team(p_id, p_team, p_amount, p_reason, p_expires_at);
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.admin_set_account_limits(p_account uuid, p_max_video integer, p_max_image integer, p_priority integer, p_clear text[])
+ RETURNS account_limits
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_kind text;
+  v_row account_limits;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM users WHERE id = current_app_user() AND role = 'admin') THEN
+    RAISE EXCEPTION 'only an admin (app.user_id) may set account limits' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  v_kind := CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = p_account) THEN 'user'
+                 WHEN EXISTS (SELECT 1 FROM teams WHERE id = p_account) THEN 'team' END;
+  IF v_kind IS NULL THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO account_limits (account_id, account_kind) VALUES (p_account, v_kind) ON CONFLICT DO NOTHING;
+  UPDATE account_limits SET
+    max_video = CASE WHEN 'maxVideo' = ANY (p_clear) THEN NULL ELSE coalesce(p_max_video, max_video) END,
+    max_image = CASE WHEN 'maxImage' = ANY (p_clear) THEN NULL ELSE coalesce(p_max_image, max_image) END,
+    priority = CASE WHEN 'priority' = ANY (p_clear) THEN NULL ELSE coalesce(p_priority, priority) END,
+    updated_by = current_app_user(),
+    updated_at = now()
+  WHERE account_id = p_account
+  RETURNING * INTO v_row;
+  RETURN v_row;
 END $function$;
 
 CREATE OR REPLACE FUNCTION public.api_keys_team_audit()
@@ -167,6 +215,118 @@ CREATE OR REPLACE FUNCTION public.auth_user(p_user_id uuid)
  SET search_path TO 'public', 'pg_temp'
 AS $function$
   SELECT id, role FROM users WHERE id = p_user_id
+$function$;
+
+CREATE OR REPLACE FUNCTION public.capacity_default_priority()
+ RETURNS smallint
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$ SELECT 5::smallint $function$;
+
+CREATE OR REPLACE FUNCTION public.capacity_grant(p_scope text, p_provider text, p_cap integer, p_max_video integer, p_max_image integer, p_aging_seconds integer)
+ RETURNS SETOF uuid
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_held integer;
+  v_vt double precision;
+  v_pick record;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtextextended('velro.capacity:' || p_scope, 0));
+  INSERT INTO capacity_pools (scope, provider) VALUES (p_scope, p_provider) ON CONFLICT DO NOTHING;
+  SELECT virtual_time INTO v_vt FROM capacity_pools WHERE scope = p_scope AND provider = p_provider;
+  SELECT count(*) INTO v_held FROM capacity_requests
+  WHERE scope = p_scope AND provider = p_provider AND granted_at IS NOT NULL AND released_at IS NULL;
+  WHILE v_held < p_cap LOOP
+    SELECT e.generation_id, e.account_id, e.weight,
+           greatest(coalesce(t.pass, v_vt), v_vt) AS pass
+    INTO v_pick
+    FROM (
+      -- Each waiting account's next generation among those its caps allow.
+      SELECT DISTINCT ON (r.account_id) r.generation_id, r.account_id, r.enqueued_at,
+             coalesce(l.priority, capacity_default_priority()) AS weight
+      FROM capacity_requests r
+      LEFT JOIN account_limits l ON l.account_id = r.account_id
+      WHERE r.scope = p_scope AND r.provider = p_provider
+        AND r.granted_at IS NULL AND r.released_at IS NULL
+        AND (SELECT count(*) FROM capacity_requests h
+             WHERE h.scope = p_scope AND h.account_id = r.account_id AND h.media_kind = r.media_kind
+               AND h.granted_at IS NOT NULL AND h.released_at IS NULL)
+            < CASE r.media_kind WHEN 'video' THEN coalesce(l.max_video, p_max_video)
+                                ELSE coalesce(l.max_image, p_max_image) END
+      ORDER BY r.account_id,
+               r.priority + extract(epoch FROM clock_timestamp() - r.enqueued_at) / p_aging_seconds DESC,
+               r.enqueued_at
+    ) e
+    LEFT JOIN capacity_turns t
+      ON t.scope = p_scope AND t.provider = p_provider AND t.account_id = e.account_id
+    ORDER BY greatest(coalesce(t.pass, v_vt), v_vt), e.enqueued_at
+    LIMIT 1;
+    EXIT WHEN NOT FOUND;
+
+    UPDATE capacity_requests SET granted_at = clock_timestamp() WHERE generation_id = v_pick.generation_id;
+    UPDATE generations SET stage = 'starting', updated_at = now()
+    WHERE id = v_pick.generation_id AND stage = 'waiting for capacity';
+    INSERT INTO capacity_turns (scope, provider, account_id, pass)
+    VALUES (p_scope, p_provider, v_pick.account_id, v_pick.pass + 1.0 / v_pick.weight)
+    ON CONFLICT (scope, provider, account_id) DO UPDATE SET pass = excluded.pass;
+    v_vt := v_pick.pass;
+    v_held := v_held + 1;
+    RETURN NEXT v_pick.generation_id;
+  END LOOP;
+  UPDATE capacity_pools SET virtual_time = v_vt WHERE scope = p_scope AND provider = p_provider;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.capacity_queue_positions(p_ids uuid[])
+ RETURNS TABLE(generation_id uuid, queue_position integer)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  WITH mine AS (
+    SELECT r.generation_id, r.scope, r.provider, r.account_id FROM capacity_requests r
+    WHERE r.generation_id = ANY (p_ids[1:1000]) AND r.granted_at IS NULL AND r.released_at IS NULL
+  ), waiting AS (
+    SELECT w.generation_id, w.scope, w.provider, w.account_id,
+           row_number() OVER (PARTITION BY w.scope, w.provider, w.account_id
+                              ORDER BY w.priority DESC, w.enqueued_at) AS rank
+    FROM capacity_requests w
+    WHERE w.granted_at IS NULL AND w.released_at IS NULL
+      AND (w.scope, w.provider) IN (SELECT scope, provider FROM mine)
+  ), accounts AS (
+    SELECT w.scope, w.provider, w.account_id, count(*) AS n,
+           greatest(coalesce(t.pass, p.virtual_time, 0), coalesce(p.virtual_time, 0)) AS pass,
+           coalesce(l.priority, capacity_default_priority()) AS weight
+    FROM waiting w
+    LEFT JOIN capacity_turns t ON (t.scope, t.provider, t.account_id) = (w.scope, w.provider, w.account_id)
+    LEFT JOIN capacity_pools p ON (p.scope, p.provider) = (w.scope, w.provider)
+    LEFT JOIN account_limits l ON l.account_id = w.account_id
+    GROUP BY w.scope, w.provider, w.account_id, t.pass, p.virtual_time, l.priority
+  )
+  SELECT m.generation_id,
+         1 + (SELECT sum(CASE WHEN b.account_id = a.account_id THEN wm.rank - 1
+                              ELSE least(b.n, greatest(0::double precision,
+                                     floor((a.pass + (wm.rank - 1)::double precision / a.weight - b.pass)
+                                           * b.weight) + 1)) END)
+              FROM accounts b WHERE (b.scope, b.provider) = (m.scope, m.provider))::integer
+  FROM mine m
+  JOIN waiting wm ON wm.generation_id = m.generation_id
+  JOIN accounts a ON (a.scope, a.provider, a.account_id) = (m.scope, m.provider, m.account_id)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.capacity_stats(p_scope text)
+ RETURNS TABLE(provider text, account_kind text, in_use integer, waiting integer)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT r.provider, r.account_kind,
+         (count(*) FILTER (WHERE r.granted_at IS NOT NULL))::integer,
+         (count(*) FILTER (WHERE r.granted_at IS NULL))::integer
+  FROM capacity_requests r
+  WHERE r.scope = p_scope AND r.released_at IS NULL
+  GROUP BY r.provider, r.account_kind
 $function$;
 
 CREATE OR REPLACE FUNCTION public.create_api_key(p_user_id uuid, p_name text, p_prefix text, p_key_hash bytea)

@@ -309,6 +309,26 @@ export const configSchema = z.object({
   S3_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** Attempts per S3 call (1: no retry); throttling, 5xx and timeouts are retried with backoff. */
   S3_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  /**
+   * Jobs Velro keeps in flight at each provider (submitted and not yet ended), across all workers of
+   * one task queue; more wait in Velro's own fair queue. Size them from the provider account's own
+   * limit (README, "Capacity and fairness").
+   */
+  FAL_MAX_CONCURRENCY: positiveInt(10_000).default(10),
+  REPLICATE_MAX_CONCURRENCY: positiveInt(10_000).default(20),
+  LOCAL_MAX_CONCURRENCY: positiveInt(10_000).default(8),
+  /** Default in-flight caps of one account (a user or a team), by media kind; an admin overrides them per account. */
+  CAPACITY_ACCOUNT_MAX_VIDEO: positiveInt(10_000).default(4),
+  CAPACITY_ACCOUNT_MAX_IMAGE: positiveInt(10_000).default(16),
+  /** A waiting generation's priority within its account grows by 1 per this many seconds (against starvation). */
+  CAPACITY_AGING_SECONDS: positiveInt(86_400).default(60),
+  /**
+   * A waiting generation looks at the queue itself this often, should the word of its grant be lost
+   * (the reconciler's pass, every minute, grants what a lost release left free).
+   */
+  CAPACITY_RECHECK_MS: z.coerce.number().int().min(100).max(600_000).default(60_000),
+  /** Longest wait for a slot; then the generation fails (`capacity_timeout`) and is refunded. */
+  CAPACITY_MAX_WAIT_SECONDS: positiveInt(7 * 86_400).default(6 * 3600),
   LOCAL_PROVIDER_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(1500),
   LOCAL_PROVIDER_FAILURE_RATE: rate.default(0),
   /** Lifetime of a login token (JWT). */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { assetSigningKey } from '../lib/auth/signing-key';
+import { capacityLimits } from '../lib/capacity/limits';
 import { publicUrl, type Config } from '../lib/config';
 import { firstPollIntervals } from '../lib/generations/poll';
 import { PROJECT_ROOT } from '../lib/paths';
@@ -43,10 +44,16 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
 
 export function activityDeps(
   config: Config,
-  parts: Pick<
+  {
+    signalGranted,
+    ...parts
+  }: Pick<
     ActivityDeps,
     'db' | 'systemDb' | 'storage' | 'providers' | 'workflowState' | 'stoppedGenerations'
-  >,
+  > & {
+    /** Without it, granted generations learn of their slot at their next check (CAPACITY_RECHECK_MS). */
+    signalGranted?: ActivityDeps['capacity']['signalGranted'];
+  },
 ): ActivityDeps {
   return {
     ...parts,
@@ -62,6 +69,12 @@ export function activityDeps(
       maxBytes: config.UPLOAD_MAX_BYTES,
       maxPixels: config.UPLOAD_MAX_PIXELS,
       fetchTimeoutMs: 30_000,
+    },
+    capacity: {
+      limits: capacityLimits(config),
+      recheckMs: config.CAPACITY_RECHECK_MS,
+      maxWaitSeconds: config.CAPACITY_MAX_WAIT_SECONDS,
+      signalGranted: signalGranted ?? (async () => {}),
     },
   };
 }

@@ -7,7 +7,7 @@ import { resolveEndpoints } from '../lib/wiring/endpoints';
 import { createDb, createProviders, createStorage, createSystemDb } from '../lib/wiring/from-config';
 import { activityDeps, createWorker } from './create-worker';
 import { ensureReconcilerSchedule } from './reconciler-schedule';
-import { stoppedGenerationsOf, workflowStateOf } from './workflow-state';
+import { signalCapacityGrantedOf, stoppedGenerationsOf, workflowStateOf } from './workflow-state';
 
 async function main() {
   const config = loadConfig();
@@ -54,6 +54,7 @@ async function main() {
       providers: createProviders(config, storage),
       workflowState: workflowStateOf(client),
       stoppedGenerations: stoppedGenerationsOf(client),
+      signalGranted: signalCapacityGrantedOf(client),
     }),
   });
   const schedule = await ensureReconcilerSchedule(client, config.TEMPORAL_TASK_QUEUE);

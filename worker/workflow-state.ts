@@ -1,4 +1,5 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { capacityGrantedSignal, generationWorkflowId } from '../workflows/definitions';
 
 /** Whether a workflow is running, closed, or unknown to Temporal. */
 export function workflowStateOf(client: Client) {
@@ -49,3 +50,19 @@ const STATUS: Partial<Record<string, StoppedGeneration['status']>> = {
   FAILED: 'failed',
   CANCELLED: 'canceled',
 };
+
+/** Signals each generation's workflow that it holds a slot now; one already closed is skipped. */
+export function signalCapacityGrantedOf(client: Client) {
+  return async (generationIds: string[]): Promise<void> => {
+    const results = await Promise.allSettled(
+      generationIds.map((id) =>
+        client.workflow.getHandle(generationWorkflowId(id)).signal(capacityGrantedSignal),
+      ),
+    );
+    const failed = results.find(
+      (r): r is PromiseRejectedResult =>
+        r.status === 'rejected' && !(r.reason instanceof WorkflowNotFoundError),
+    );
+    if (failed) throw failed.reason;
+  };
+}

@@ -39,6 +39,11 @@ export interface GenerationInput {
    */
   pollInitialMs?: number;
   webhookUrl: string | null;
+  /**
+   * 1-10: the generation's place in its account's own queue for provider capacity (5 when absent,
+   * as in generations started before it was asked for).
+   */
+  priority?: number;
 }
 
 /** Why admission refused: the ledger's refusal (LedgerError codes), or the worker could not reserve. */
@@ -87,6 +92,8 @@ export const admissionUpdate = defineUpdate<Admission>('admission');
  */
 export const cancelUpdate = defineUpdate<void>('cancel');
 export const providerEventSignal = defineSignal<[ProviderEvent]>('providerEvent');
+/** A provider slot was granted to the generation (lib/capacity/store.ts): its turn has come. */
+export const capacityGrantedSignal = defineSignal('capacityGranted');
 export const progressQuery = defineQuery<Progress>('progress');
 
 /** How a failed webhook delivery is retried: exponential backoff (×2) from `initialMs` up to `maxIntervalMs`. */

@@ -18,6 +18,7 @@ import type { createActivities } from '../activities';
 import {
   admissionUpdate,
   cancelUpdate,
+  capacityGrantedSignal,
   isTerminal,
   progressQuery,
   providerEventSignal,
@@ -105,6 +106,27 @@ const { createWebhookEvent } = proxyActivities<Activities>({
   },
 });
 
+// Asking for a slot is one short transaction; a few tries, then the generation fails and is refunded.
+const { requestCapacity, checkCapacity } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '10 seconds',
+    maximumAttempts: 10,
+  },
+});
+// A slot must come back whatever happens: retried as long as settlement is.
+const { releaseCapacity } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '5 minutes',
+    maximumAttempts: 600,
+  },
+});
+
 const POLL_MAX_INTERVAL_MS = 15_000;
 /** Provider log lines kept for the progress query. */
 const MAX_PROGRESS_LOGS = 50;
@@ -123,6 +145,12 @@ export const POINT_OF_NO_RETURN_PATCH = 'point-of-no-return';
  * (only Kontext took an image, as a client's URL).
  */
 export const INPUT_IMAGES_PATCH = 'input-images';
+
+/**
+ * Generations started before provider capacity existed went to their provider at once (their
+ * histories have no slot to ask for or give back).
+ */
+export const CAPACITY_PATCH = 'capacity';
 
 /** The image fields of a model input (IMAGE_FIELDS of lib/catalog/models.ts, not workflow code). */
 const IMAGE_FIELDS = ['image_url', 'end_image_url'] as const;
@@ -154,6 +182,10 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
   setHandler(providerEventSignal, () => {
     providerEventPending = true;
   });
+  let capacityGranted = false;
+  setHandler(capacityGrantedSignal, () => {
+    capacityGranted = true;
+  });
   setHandler(cancelUpdate, () => work.cancel(), {
     validator: () => {
       const refusal = notCancelable(progress.status, pastPointOfNoReturn);
@@ -165,6 +197,38 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     progress.status = status;
     progress.stage = stage;
     upsertSearchAttributes([{ key: StatusKey, value: status }]);
+  };
+
+  let holdsSlot = false;
+  /** Waits in Velro's queue for a slot of the provider: its credits are reserved already. */
+  const waitForSlot = async () => {
+    const ticket = await requestCapacity(input);
+    if (ticket.granted) return;
+    setStatus('queued', 'waiting for capacity');
+    progress.queuePosition = ticket.position;
+    const giveUpAt = Date.now() + ticket.maxWaitMs;
+    while (!capacityGranted) {
+      const left = giveUpAt - Date.now();
+      if (left <= 0) {
+        throw ApplicationFailure.nonRetryable(
+          `no ${input.provider} capacity became free within ${Math.round(ticket.maxWaitMs / 1000)} s`,
+          'capacity_timeout',
+        );
+      }
+      if (await condition(() => capacityGranted, Math.min(ticket.recheckMs, left))) break;
+      const check = await checkCapacity({ generationId: input.generationId, provider: input.provider });
+      if (check.granted) break;
+      progress.queuePosition = check.position;
+    }
+    progress.queuePosition = null;
+  };
+  /** Gives the slot back (or leaves the queue), once; not cancellable. */
+  const giveSlotBack = async (reason: string) => {
+    if (!holdsSlot) return;
+    await CancellationScope.nonCancellable(() =>
+      releaseCapacity({ generationId: input.generationId, provider: input.provider, reason }),
+    );
+    holdsSlot = false;
   };
 
   // The worker's choice (admission's answer); generations started before that carry the API's.
@@ -192,6 +256,11 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       // A cancel that arrived during admission stops here, before anything is paid for at the provider.
       if (CancellationScope.current().consideredCancelled)
         throw new CancelledFailure('canceled before submit');
+      if (patched(CAPACITY_PATCH)) {
+        // From the request on, the slot is given back on every way out (below, and in the catch).
+        holdsSlot = true;
+        await waitForSlot();
+      }
       let submitted = input;
       if (IMAGE_FIELDS.some((f) => input.input[f] !== undefined) && patched(INPUT_IMAGES_PATCH)) {
         setStatus('running', 'preparing inputs');
@@ -232,15 +301,15 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       }
 
       const store = () => storeOutputs({ ...job, requestId: requestId! });
-      if (patched(POINT_OF_NO_RETURN_PATCH)) {
-        // The provider has been paid: from here on the generation is stored and charged, whatever
-        // cancel arrives (the cancel update refuses, a workflow cancel waits behind this scope).
-        pastPointOfNoReturn = true;
-        setStatus('running', 'storing outputs');
-        return CancellationScope.nonCancellable(store);
-      }
+      const pointOfNoReturn = patched(POINT_OF_NO_RETURN_PATCH);
+      // The provider has been paid: from here on the generation is stored and charged, whatever
+      // cancel arrives (the cancel update refuses, a workflow cancel waits behind this scope).
+      // Generations started before this stored cancellably, as they did.
+      if (pointOfNoReturn) pastPointOfNoReturn = true;
+      // The provider's job has ended: its slot is free for the next in turn.
+      await giveSlotBack('the provider finished');
       setStatus('running', 'storing outputs');
-      return store();
+      return pointOfNoReturn ? CancellationScope.nonCancellable(store) : store();
     });
 
     // Once the outputs are kept, a cancel no longer applies: settle the charge whatever happens.
@@ -264,6 +333,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
           log.warn('cancel at provider failed', { e }),
         );
       }
+      await giveSlotBack(canceled ? 'canceled' : `failed: ${error.code}`);
       await refundAndEnd({
         userId: input.userId,
         generationId: input.generationId,

@@ -1,7 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { capacityScope } from '../../lib/capacity/limits';
+import { capacityStats } from '../../lib/capacity/store';
 import { ApiError } from '../errors';
 
 const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
@@ -14,7 +16,8 @@ function hasToken(req: FastifyRequest, expected: Buffer): boolean {
 }
 
 /**
- * Prometheus metrics at /metrics: request counts and latencies by route, plus process metrics.
+ * Prometheus metrics at /metrics: request counts and latencies by route, provider slots in use and
+ * generations waiting for one (this deployment's, read at each scrape), plus process metrics.
  * With METRICS_TOKEN set, only `Authorization: Bearer <METRICS_TOKEN>` gets them.
  */
 export default fp(
@@ -39,6 +42,35 @@ export default fp(
       requests.inc({ method: req.method, route, status: reply.statusCode });
       latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
     });
+    const capacity = ['provider', 'account_kind'] as const;
+    const slotsInUse = new Gauge({
+      name: 'velro_capacity_slots_in_use',
+      help: 'Provider jobs in flight (slots held), by provider and paying account kind (user or team)',
+      labelNames: capacity,
+      registers: [registry],
+    });
+    const waiting = new Gauge({
+      name: 'velro_capacity_waiting',
+      help: 'Generations waiting for a provider slot, by provider and paying account kind',
+      labelNames: capacity,
+      registers: [registry],
+    });
+    const scope = capacityScope(app.config);
+    const readCapacity = async () => {
+      try {
+        const stats = await capacityStats(app.db, scope);
+        slotsInUse.reset();
+        waiting.reset();
+        for (const s of stats) {
+          const labels = { provider: s.provider, account_kind: s.accountKind };
+          slotsInUse.set(labels, s.inUse);
+          waiting.set(labels, s.waiting);
+        }
+      } catch (err) {
+        // The other metrics still answer; these keep their last values.
+        app.log.warn({ err }, 'capacity metrics could not be read');
+      }
+    };
     const token = app.config.METRICS_TOKEN;
     const expected = token ? digest(token) : undefined;
     app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (req, reply) => {
@@ -47,6 +79,7 @@ export default fp(
           headers: { 'www-authenticate': 'Bearer realm="velro-metrics"' },
         });
       }
+      await readCapacity();
       return reply.type(registry.contentType).send(await registry.metrics());
     });
   },

@@ -86,8 +86,11 @@ const events: FastifyPluginAsyncZod = async (app) => {
       };
       const onSnapshot = (snapshot: GenerationSnapshot) => {
         if (finished) return;
-        // After a reconnect, what the client saw before Last-Event-ID is not sent again.
-        if (!seen || newerThan(snapshot.version, seen)) {
+        // After a reconnect, what the client saw before Last-Event-ID is not sent again. A snapshot of
+        // the same version on this stream still counts: a waiting generation's position moves
+        // without its row changing.
+        const sameVersion = previous !== undefined && snapshot.version === seen;
+        if (!seen || newerThan(snapshot.version, seen) || sameVersion) {
           seen = snapshot.version;
           // The status event carries neither: logs and the queue position go in progress events.
           const { version, logs: _logs, queuePosition, ...status } = snapshot;

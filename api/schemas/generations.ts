@@ -46,6 +46,14 @@ export const generationSchema = z
       .describe(
         "The generation's input images, listed once the worker has taken them; apart from its outputs",
       ),
+    queuePosition: z
+      .int()
+      .min(1)
+      .nullable()
+      .describe(
+        'While `stage` is `waiting for capacity`: where it waits for a provider slot (1: next, an estimate ' +
+          'from the current turns); else null',
+      ),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -71,6 +79,15 @@ export const submitBody = z
       .url({ protocol: /^https?$/ })
       .max(2048)
       .nullish(),
+    priority: z
+      .int()
+      .min(1)
+      .max(10)
+      .optional()
+      .describe(
+        "1-10 (default 5): this generation's place among its account's own generations waiting for " +
+          'provider capacity (higher first; a long wait raises it). Between accounts, turns are fair.',
+      ),
   })
   .meta({ examples: [examples.submit] });
 

@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import { queuePositions, WAITING_STAGE } from '../../lib/capacity/store';
 import { withUserTx, type Db } from '../../lib/db/pool';
 import { isTerminal, type GenerationStatus } from '../../lib/generations/status';
 import { generationStatuses } from '../../lib/generations/store';
@@ -131,6 +132,12 @@ export class GenerationEventHub {
     try {
       // Across users, status fields only: each stream's owner was checked when it was opened.
       const rows = await generationStatuses(this.db, [...this.listeners.keys()]);
+      // Where the waiting ones stand in their provider's queue, live (their workflows only know
+      // where they stood when they last looked).
+      const positions = await queuePositions(
+        this.db,
+        rows.filter((r) => r.stage === WAITING_STAGE).map((r) => r.id),
+      );
       await Promise.all(
         rows.map(async (row) => {
           const progress = isTerminal(row.status) ? undefined : await this.progressOf(row.id);
@@ -141,7 +148,7 @@ export class GenerationEventHub {
             id: row.id,
             status: row.status,
             stage: progress && !isTerminal(row.status) ? progress.stage : row.stage,
-            queuePosition: progress?.queuePosition ?? null,
+            queuePosition: positions.get(row.id) ?? progress?.queuePosition ?? null,
             logs,
             error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
             version: `${row.updated_at.getTime()}-${logCount}`,

@@ -66,6 +66,7 @@ export interface SubmitBody {
   projectId?: string | null;
   teamId?: string | null;
   webhookUrl?: string | null;
+  priority?: number;
 }
 
 /** How long a cancel waits for the generation's workflow to take it before answering 503. */
@@ -171,6 +172,7 @@ export async function submitGeneration(
     provider: deps.provider,
     deadlineSeconds: model.deadlineSeconds,
     webhookUrl: body.webhookUrl ?? null,
+    ...(body.priority !== undefined ? { priority: body.priority } : {}),
   };
   const startOp = new WithStartWorkflowOperation<typeof GenerationWorkflow>('GenerationWorkflow', {
     workflowId: generationWorkflowId(generationId),

@@ -1,4 +1,5 @@
 import { signAssetPath } from '../auth/signed-urls';
+import { WAITING_STAGE } from '../capacity/store';
 import type { Tx } from '../db/pool';
 import type { OutputMedia } from '../assets/store';
 import type { GenerationStatus } from './status';
@@ -22,6 +23,8 @@ export interface GenerationView {
   outputs: (OutputMedia & { id: string; url: string })[];
   /** The images it was given (uploads, or copies of the URLs given), once the workflow has taken them. */
   inputs: GenerationInputView[];
+  /** Where it waits for a provider slot (1: next) while its stage is `waiting for capacity`; else null. */
+  queuePosition: number | null;
   error: { code: string; message: string } | null;
   createdAt: string;
   updatedAt: string;
@@ -62,6 +65,7 @@ interface Row {
     sha256: string;
   }[];
   inputs: { field: string; upload_id: string; content_type: string; width: number; height: number }[];
+  queue_position: number | null;
 }
 
 // Outputs are listed only once the generation has succeeded, i.e. once it has been charged: one that
@@ -79,7 +83,9 @@ export const GENERATION_SELECT = `
          coalesce((SELECT json_agg(json_build_object('field', i.field, 'upload_id', i.upload_id,
                     'content_type', u.content_type, 'width', u.width, 'height', u.height) ORDER BY i.field DESC)
                    FROM generation_inputs i JOIN uploads u ON u.id = i.upload_id
-                   WHERE i.generation_id = g.id), '[]') AS inputs
+                   WHERE i.generation_id = g.id), '[]') AS inputs,
+         CASE WHEN g.stage = '${WAITING_STAGE}' THEN
+           (SELECT p.queue_position FROM capacity_queue_positions(ARRAY[g.id]) p) END AS queue_position
   FROM generations g`;
 
 /**
@@ -130,6 +136,7 @@ export function toView(
       width: i.width,
       height: i.height,
     })),
+    queuePosition: row.queue_position,
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),

@@ -28,7 +28,8 @@ export type LedgerProblemKind =
   | 'generation_unresolved'
   | 'generation_resolved_twice'
   | 'generation_wrong_resolution'
-  | 'generation_amount_mismatch';
+  | 'generation_amount_mismatch'
+  | 'slot_held_by_ended_generation';
 
 export interface LedgerReport {
   accounts: number;
@@ -229,6 +230,15 @@ const CHECKS: Record<string, string> = {
     SELECT 'generation_amount_mismatch', account_id, id,
            format('generation costs %s credits, but its reserve is for %s', credits, reserved)
     FROM g WHERE reserves = 1 AND reserved <> credits`,
+  // Provider capacity (db/migrations/012_capacity.sql): a generation gives its slot back (or leaves
+  // the queue) before it is settled, so an ended one holds none; the reconciler frees any it finds.
+  capacity: `
+    SELECT 'slot_held_by_ended_generation' AS kind,
+           NULL::uuid AS account_id, g.id AS generation_id,
+           format('generation is %s, but still %s a %s slot (scope %s)', g.status,
+                  CASE WHEN r.granted_at IS NULL THEN 'waits for' ELSE 'holds' END, r.provider, r.scope) AS detail
+    FROM capacity_requests r JOIN generations g ON g.id = r.generation_id
+    WHERE r.released_at IS NULL AND g.status IN ('succeeded', 'failed', 'canceled')`,
 };
 
 interface ProblemRow {

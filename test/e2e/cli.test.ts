@@ -75,6 +75,8 @@ describe('the velro CLI against a running service', () => {
       'boat',
       '--input',
       'aspect_ratio=16:9',
+      '--priority',
+      '8',
       '--wait',
       '--out',
       out,
@@ -151,7 +153,7 @@ describe('the velro CLI against a running service', () => {
     expect(done.inputs[0].uploadId).not.toBe(JSON.parse(uploaded.stdout).id);
   });
 
-  it('refuses files that are not images, and an end image without a start image', async () => {
+  it('refuses files that are not images, an end image without a start image, and a priority out of range', async () => {
     const notes = path.join(home, 'notes.txt');
     await fs.writeFile(notes, 'not a picture');
     const upload = await velro(['upload', notes]);
@@ -170,6 +172,9 @@ describe('the velro CLI against a running service', () => {
     const endOnly = await velro(['generate', '--model', 'hailuo-02-pro', '--end-image', notes, 'x']);
     expect(endOnly.code).toBe(2);
     expect(endOnly.stderr).toContain('--end-image needs --image');
+    const badPriority = await velro(['generate', '--model', 'wan-pro', '--priority', '11', 'x']);
+    expect(badPriority.code).toBe(2);
+    expect(badPriority.stderr).toContain('--priority must be a whole number from 1 to 10');
     expect(JSON.parse((await velro(['credits', '--json'])).stdout).reserved).toBe(0);
   });
 

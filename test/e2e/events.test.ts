@@ -1,12 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, startHarness, submitGeneration, type Harness } from '../support/context';
-
-interface SseEvent {
-  id?: string;
-  event?: string;
-  data?: unknown;
-}
+import { parseEvent, type SseEvent } from '../support/sse';
 
 /** Reads a whole Server-Sent Events stream over real HTTP until the server closes it. */
 async function readStream(
@@ -19,18 +14,8 @@ async function readStream(
   const text = await res.text();
   const events = text
     .split('\n\n')
-    .filter((block) => block.trim() && !block.startsWith(':') && !block.startsWith('retry'))
-    .map((block) => {
-      const e: SseEvent = {};
-      for (const line of block.split('\n')) {
-        const [field, ...rest] = line.split(': ');
-        const value = rest.join(': ');
-        if (field === 'id') e.id = value;
-        if (field === 'event') e.event = value;
-        if (field === 'data') e.data = JSON.parse(value);
-      }
-      return e;
-    });
+    .map(parseEvent)
+    .filter((e): e is SseEvent => e !== undefined);
   return { status: res.status, events };
 }
 

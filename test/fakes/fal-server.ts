@@ -80,7 +80,12 @@ export interface FalJob {
 export interface FakeFal extends FakeProviderHandle {
   jwksUrl: string;
   userId: string;
+  /** Every submitted request, in the order of submission. */
   jobs: Map<string, FalJob>;
+  /** Requests submitted and not yet ended (queued or running at this fake, not canceled). */
+  inFlight(): number;
+  /** The most requests ever in flight at once (counted at each submit, when the count can grow). */
+  readonly peakInFlight: number;
   /** The request submitted with this prompt (the last one). */
   jobFor(prompt: string): FalJob | undefined;
   /** Files stored through the storage API, by file_url. */
@@ -107,6 +112,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
   const jwk = publicKey.export({ format: 'jwk' });
 
   const jobs = new Map<string, FalJob>();
+  let peakInFlight = 0;
   const submitAttempt = attemptCounter();
   const storedFiles = new Map<string, FalStoredFile>();
   const storageFaults = new Map<string, Set<string>>();
@@ -147,6 +153,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     if (elapsed < queueMs + job.runMs) return 'IN_PROGRESS';
     return 'COMPLETED';
   };
+  const inFlight = () => [...jobs.values()].filter((j) => stage(j) !== 'COMPLETED').length;
 
   /** The job's result: status code, body and headers of GET response_url once COMPLETED. */
   const result = (job: FalJob): { status: number; body: unknown; headers?: Record<string, string> } => {
@@ -367,6 +374,7 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     if (!faults.has('output-404')) fake.serveFile(fileUrl, file);
     job.output = { url: fileUrl, file };
     jobs.set(requestId, job);
+    peakInFlight = Math.max(peakInFlight, inFlight());
     if (!faults.has('no-webhook')) fake.schedule(() => void sendWebhook(job), queueMs + job.runMs + 20);
     sendJson(
       res,
@@ -444,6 +452,10 @@ export async function startFakeFal(opts: FakeFalOptions = {}): Promise<FakeFal> 
     jwksUrl: `${fake.url}/.well-known/jwks.json`,
     userId,
     jobs,
+    inFlight,
+    get peakInFlight() {
+      return peakInFlight;
+    },
     jobFor: (prompt) => [...jobs.values()].filter((j) => j.input.prompt === prompt).at(-1),
     storedFiles,
     uploadFaults: (fileName, ...faults) => storageFaults.set(fileName, new Set(faults)),

@@ -213,6 +213,18 @@ describe('the database wall: the velro_app login cannot step around row-level se
       `SELECT ledger_acting_user('${b.userId}')`,
       // A plain user is no admin: the admin grant refuses.
       `SELECT * FROM admin_grant_credits(gen_random_uuid(), '${a.userId}', 1000, 'free')`,
+      // Provider capacity: only the worker's system login grants, releases or reads the queue; only
+      // an admin sets an account's limits.
+      `SELECT * FROM capacity_grant('default/q', 'local', 1000, 1000, 1000, 60)`,
+      `SELECT * FROM capacity_requests`,
+      `UPDATE capacity_requests SET released_at = now()`,
+      `INSERT INTO capacity_requests (generation_id, scope, provider, account_id, account_kind, media_kind, priority) VALUES ('${bGeneration}', 'default/q', 'local', '${b.userId}', 'user', 'image', 10)`,
+      `SELECT * FROM capacity_turns`,
+      `UPDATE capacity_turns SET pass = 0`,
+      `SELECT * FROM account_limits`,
+      `INSERT INTO account_limits (account_id, account_kind, max_image) VALUES ('${a.userId}', 'user', 10000)`,
+      `SELECT * FROM admin_set_account_limits('${a.userId}', 10000, 10000, 10, '{}')`,
+      `SELECT * FROM admin_account_limits('${b.userId}')`,
       `SELECT * FROM velro_settings`,
       `UPDATE velro_settings SET signup_credits = 1000000`,
       `UPDATE users SET role = 'admin'`,
@@ -365,13 +377,18 @@ describe('the database wall: the velro_app login cannot step around row-level se
     );
     expect(rows.map((r) => r.fn)).toEqual([
       'accept_team_invitation(bytea)',
+      'admin_account_limits(uuid)',
       'admin_grant_credits(uuid,uuid,bigint,text,timestamp with time zone)',
       'admin_grant_team_credits(uuid,uuid,bigint,text,timestamp with time zone)',
+      'admin_set_account_limits(uuid,integer,integer,integer,text[])',
       'auth_api_key(bytea)',
       'auth_password_check(text,text)',
       'auth_password_params(text)',
       'auth_password_rehash(text,text)',
       'auth_user(uuid)',
+      'capacity_default_priority()',
+      'capacity_queue_positions(uuid[])',
+      'capacity_stats(text)',
       'create_team(text)',
       'create_team_api_key(uuid,text,text,bytea)',
       'current_app_user()',

@@ -10,7 +10,7 @@ import { createSystemPool, withSystemTx, type Db, type SystemDb } from '../../li
 import * as ledger from '../../lib/ledger/ledger';
 import { createDb, createProviders, createStorage } from '../../lib/wiring/from-config';
 import { activityDeps, createWorker } from '../../worker/create-worker';
-import { stoppedGenerationsOf, workflowStateOf } from '../../worker/workflow-state';
+import { signalCapacityGrantedOf, stoppedGenerationsOf, workflowStateOf } from '../../worker/workflow-state';
 import type { ActivityDeps } from '../../activities';
 import type { TestStack } from './global-setup';
 
@@ -159,6 +159,7 @@ export async function startHarness(
         providers: createProviders(config, storage),
         workflowState: workflowStateOf(temporal),
         stoppedGenerations: stoppedGenerationsOf(temporal),
+        signalGranted: signalCapacityGrantedOf(temporal),
       }),
       ...depOverrides,
     },

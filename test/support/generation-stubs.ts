@@ -22,6 +22,9 @@ import type { GenerationWorkflow } from '../../workflows/generation';
 export type Activities = Pick<
   ReturnType<typeof createActivities>,
   | 'admitGeneration'
+  | 'requestCapacity'
+  | 'checkCapacity'
+  | 'releaseCapacity'
   | 'resolveInputImages'
   | 'submitToProvider'
   | 'checkProvider'
@@ -88,6 +91,15 @@ export class StubActivities {
         reservationId: `reserve-${input.generationId}`,
         pollInitialMs: 50,
       }),
+      // A slot at once, unless a test makes it wait.
+      requestCapacity: async () => ({
+        granted: true,
+        position: null,
+        recheckMs: 60_000,
+        maxWaitMs: 3_600_000,
+      }),
+      checkCapacity: async () => ({ granted: true, position: null, recheckMs: 60_000, maxWaitMs: 3_600_000 }),
+      releaseCapacity: async () => undefined,
       // Each image field handed over as a provider URL of its own.
       resolveInputImages: async (input) =>
         Object.fromEntries(
@@ -113,6 +125,9 @@ export class StubActivities {
     };
     this.activities = {
       admitGeneration: this.record('admitGeneration', impl.admitGeneration),
+      requestCapacity: this.record('requestCapacity', impl.requestCapacity),
+      checkCapacity: this.record('checkCapacity', impl.checkCapacity),
+      releaseCapacity: this.record('releaseCapacity', impl.releaseCapacity),
       resolveInputImages: this.record('resolveInputImages', impl.resolveInputImages),
       submitToProvider: this.record('submitToProvider', impl.submitToProvider),
       checkProvider: this.record('checkProvider', impl.checkProvider),

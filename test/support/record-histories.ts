@@ -26,6 +26,7 @@ import { startTemporalDevServer, VELRO_SEARCH_ATTRIBUTES } from '../../lib/tempo
 import { ensureTemporalCli } from '../../lib/temporal/cli';
 import {
   cancelUpdate,
+  capacityGrantedSignal,
   progressQuery,
   providerEventSignal,
   type GenerationInput,
@@ -186,6 +187,35 @@ export const SCENARIOS = {
     },
     activities: {},
     async drive(handle) {
+      await handle.result();
+    },
+  },
+  // Since the 'capacity' patch: no provider slot free at first, so the generation waits (queued,
+  // stage 'waiting for capacity'), checks once on its own, then is told of its grant; the slot is
+  // given back when the provider has finished, before the outputs are stored.
+  'capacity-wait': {
+    input: { pollInitialMs: 100 },
+    activities: {
+      requestCapacity: async () => ({ granted: false, position: 3, recheckMs: 300, maxWaitMs: 3_600_000 }),
+      checkCapacity: async () => ({ granted: false, position: 1, recheckMs: 300, maxWaitMs: 3_600_000 }),
+    },
+    async drive(handle, s) {
+      while ((await handle.query(progressQuery)).queuePosition !== 1) await sleep(50);
+      await handle.signal(capacityGrantedSignal);
+      await s.firstPoll;
+      await handle.result();
+    },
+  },
+  // Since the 'capacity' patch: a client's cancel while waiting for a slot: it leaves the queue and
+  // is refunded, and the provider never hears of it.
+  'capacity-cancel': {
+    input: { pollInitialMs: 100 },
+    activities: {
+      requestCapacity: async () => ({ granted: false, position: 2, recheckMs: 60_000, maxWaitMs: 3_600_000 }),
+    },
+    async drive(handle) {
+      while ((await handle.query(progressQuery)).stage !== 'waiting for capacity') await sleep(50);
+      await handle.executeUpdate(cancelUpdate);
       await handle.result();
     },
   },

@@ -115,10 +115,12 @@ describe('GenerationWorkflow with stub activities', () => {
 
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
       'checkProvider',
       'checkProvider',
+      'releaseCapacity',
       'storeOutputs',
       'completeGeneration',
       'createWebhookEvent',
@@ -204,9 +206,11 @@ describe('GenerationWorkflow with stub activities', () => {
 
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
       'cancelAtProvider',
+      'releaseCapacity',
       'failGeneration',
       'createWebhookEvent',
     ]);
@@ -244,8 +248,10 @@ describe('GenerationWorkflow with stub activities', () => {
 
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
+      'releaseCapacity',
       'storeOutputs',
       'cancelAtProvider',
       'failGeneration',
@@ -285,9 +291,11 @@ describe('GenerationWorkflow with stub activities', () => {
     expect(polls).toBeGreaterThanOrEqual(2);
     expect(names).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       ...Array<ActivityName>(polls).fill('checkProvider'),
       'cancelAtProvider',
+      'releaseCapacity',
       'failGeneration',
       'createWebhookEvent',
     ]);
@@ -326,9 +334,11 @@ describe('GenerationWorkflow with stub activities', () => {
 
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
       'cancelAtProvider',
+      'releaseCapacity',
       'failGeneration',
       'createWebhookEvent',
     ]);
@@ -395,9 +405,11 @@ describe('GenerationWorkflow with stub activities', () => {
     expect(polls[1]!.at - signalledAt).toBeLessThan(2000);
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
       'checkProvider',
+      'releaseCapacity',
       'storeOutputs',
       'completeGeneration',
       'createWebhookEvent',
@@ -428,8 +440,10 @@ describe('GenerationWorkflow with stub activities', () => {
     expect(stubs.names().filter((n) => n === 'admitGeneration')).toHaveLength(1);
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
+      'releaseCapacity',
       'storeOutputs',
       'completeGeneration',
       'createWebhookEvent',
@@ -513,9 +527,11 @@ describe('GenerationWorkflow: cancellation at every stage and the point of no re
 
       expect(stubs.names()).toEqual([
         'admitGeneration',
+        'requestCapacity',
         'submitToProvider',
         'checkProvider',
         'cancelAtProvider',
+        'releaseCapacity',
         'failGeneration',
         'createWebhookEvent',
       ]);
@@ -558,8 +574,10 @@ describe('GenerationWorkflow: cancellation at every stage and the point of no re
 
     expect(stubs.names()).toEqual([
       'admitGeneration',
+      'requestCapacity',
       'submitToProvider',
       'checkProvider',
+      'releaseCapacity',
       'storeOutputs',
       'completeGeneration',
       'createWebhookEvent',

@@ -77,9 +77,9 @@ describe('GenerationWorkflow: input images', () => {
     });
 
     expect(resolves).toEqual([input]);
-    // Called once admission had run, before anything else.
-    expect(order).toEqual(['resolve:1']);
-    expect(stubs.names().slice(0, 2)).toEqual(['admitGeneration', 'submitToProvider']);
+    // Called once admission had run and the provider slot was granted, before anything else.
+    expect(order).toEqual(['resolve:2']);
+    expect(stubs.names().slice(0, 3)).toEqual(['admitGeneration', 'requestCapacity', 'submitToProvider']);
     expect(stubs.argsOf('submitToProvider')).toEqual([
       [
         {
@@ -127,7 +127,13 @@ describe('GenerationWorkflow: input images', () => {
       });
     });
     expect(resolves).toHaveLength(1);
-    expect(stubs.names()).toEqual(['admitGeneration', 'failGeneration', 'createWebhookEvent']);
+    expect(stubs.names()).toEqual([
+      'admitGeneration',
+      'requestCapacity',
+      'releaseCapacity',
+      'failGeneration',
+      'createWebhookEvent',
+    ]);
     expect(stubs.argsOf('failGeneration')).toEqual([
       [
         {
