@@ -3,7 +3,7 @@ import { findModel } from '../lib/catalog/models';
 import { checkSlot, releaseSlot, requestSlot, type SlotAnswer } from '../lib/capacity/store';
 import type { ProviderName } from '../lib/providers/names';
 import type { GenerationInput } from '../workflows/definitions';
-import type { ActivityDeps } from './deps';
+import type { ActivityDeps, CapacityDeps } from './deps';
 
 /** The answer a waiting workflow acts on; the worker's settings go along, recorded in its history. */
 export interface CapacityTicket {
@@ -24,16 +24,18 @@ export interface SlotOf {
 /** The generation's default priority within its account (1-10). */
 export const DEFAULT_GENERATION_PRIORITY = 5;
 
-export function capacityActivities({ systemDb, capacity }: ActivityDeps) {
-  /** Tells the workflows granted a slot; one that misses the word finds out at its next check. */
-  async function tell(granted: string[]): Promise<void> {
-    if (granted.length === 0) return;
-    try {
-      await capacity.signalGranted(granted);
-    } catch (err) {
-      log.warn('could not tell every granted generation', { granted, error: String(err) });
-    }
+/** Tells the workflows granted a slot; one that misses the word finds out at its next check. */
+export async function tellGranted(capacity: CapacityDeps, granted: string[]): Promise<void> {
+  if (granted.length === 0) return;
+  try {
+    await capacity.signalGranted(granted);
+  } catch (err) {
+    log.warn('could not tell every granted generation', { granted, error: String(err) });
   }
+}
+
+export function capacityActivities({ systemDb, capacity }: ActivityDeps) {
+  const tell = (granted: string[]) => tellGranted(capacity, granted);
 
   const ticket = (answer: Omit<SlotAnswer, 'grantedOthers'>): CapacityTicket => ({
     // A request released while its workflow still asks (the reconciler freed it) is not waited on.

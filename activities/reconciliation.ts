@@ -6,6 +6,7 @@ import { freeLeakedSlots, leakedSlots } from '../lib/capacity/store';
 import { purgeUnusedUploads } from '../lib/uploads/store';
 import { generationWorkflowId } from '../workflows/definitions';
 import type { GenerationInput } from '../workflows/definitions';
+import { tellGranted } from './capacity';
 import type { ActivityDeps } from './deps';
 import { providerFor } from './provider';
 
@@ -81,9 +82,7 @@ export function reconciliationActivities(deps: ActivityDeps) {
     const ids = leaked.map((s) => s.generationId);
     if (ids.length > 0) log.warn('freeing slots of generations that had ended', { generationIds: ids });
     const granted = await freeLeakedSlots(deps.systemDb, deps.capacity.limits, ids);
-    await deps.capacity
-      .signalGranted(granted)
-      .catch((err: unknown) => log.warn('could not tell every granted generation', { error: String(err) }));
+    await tellGranted(deps.capacity, granted);
     return ids.length;
   }
 

@@ -66,12 +66,12 @@ async function stateOf(tx: Tx, generationId: string): Promise<SlotState | undefi
   return rows[0]?.state;
 }
 
-async function positionOf(tx: Tx, generationId: string): Promise<number | null> {
-  const { rows } = await tx.query<{ queue_position: number }>(
-    'SELECT queue_position FROM capacity_queue_positions($1)',
-    [[generationId]],
-  );
-  return rows[0]?.queue_position ?? null;
+/** The request's state, and where it waits while it does (a request not found counts as released). */
+async function answerOf(tx: Tx, generationId: string): Promise<Omit<SlotAnswer, 'grantedOthers'>> {
+  const state = (await stateOf(tx, generationId)) ?? 'released';
+  if (state !== 'waiting') return { state, position: null };
+  const positions = await queuePositions(tx, [generationId]);
+  return { state, position: positions.get(generationId) ?? null };
 }
 
 /**
@@ -93,19 +93,15 @@ export function requestSlot(db: SystemDb, limits: CapacityLimits, r: SlotRequest
       [r.generationId, limits.scope, r.provider, r.accountId, r.accountKind, r.mediaKind, r.priority],
     );
     const granted = await grant(tx, limits, r.provider);
-    const state = (await stateOf(tx, r.generationId))!;
-    if (state === 'waiting') {
+    const answer = await answerOf(tx, r.generationId);
+    if (answer.state === 'waiting') {
       await tx.query(
         `UPDATE generations SET stage = $2, updated_at = now()
          WHERE id = $1 AND status = 'queued' AND stage <> $2`,
         [r.generationId, WAITING_STAGE],
       );
     }
-    return {
-      state,
-      position: state === 'waiting' ? await positionOf(tx, r.generationId) : null,
-      grantedOthers: granted.filter((id) => id !== r.generationId),
-    };
+    return { ...answer, grantedOthers: granted.filter((id) => id !== r.generationId) };
   });
 }
 
@@ -115,10 +111,7 @@ export function requestSlot(db: SystemDb, limits: CapacityLimits, r: SlotRequest
  * nothing; grants come from releases, new requests and the reconciler's pass.
  */
 export function checkSlot(db: SystemDb, generationId: string): Promise<Omit<SlotAnswer, 'grantedOthers'>> {
-  return withSystemTx(db, async (tx) => {
-    const state = (await stateOf(tx, generationId)) ?? 'released';
-    return { state, position: state === 'waiting' ? await positionOf(tx, generationId) : null };
-  });
+  return withSystemTx(db, (tx) => answerOf(tx, generationId));
 }
 
 /**
