@@ -55,20 +55,23 @@ export function providerActivities(deps: ActivityDeps) {
   return {
     /**
      * Submits the job once: a request id already stored for this generation is returned as is, so
-     * a retried or replayed submit never starts a second paid job.
+     * a retried or replayed submit never starts a second paid job. Then asks for the job's status,
+     * the poll the workflow would otherwise make at once as a step of its own; when that ask fails,
+     * the answer has no status and the workflow polls.
      */
-    async submitToProvider(input: GenerationInput): Promise<{ requestId: string }> {
-      const stored = await withUserTx(deps.db, input.userId, (tx) =>
+    async submitToProvider(input: GenerationInput): Promise<{ requestId: string; status?: ProviderStatus }> {
+      const { provider, job } = providerFor(deps, input);
+      let requestId = await withUserTx(deps.db, input.userId, (tx) =>
         providerRequestIdOf(tx, input.generationId),
       );
-      if (stored) return { requestId: stored };
-
-      const { provider, job } = providerFor(deps, input);
-      const { requestId } = await providerCall(() => provider.submit(job));
-      await withUserTx(deps.db, input.userId, (tx) =>
-        recordProviderRequest(tx, input.generationId, requestId),
-      );
-      return { requestId };
+      if (!requestId) {
+        ({ requestId } = await providerCall(() => provider.submit(job)));
+        await withUserTx(deps.db, input.userId, (tx) =>
+          recordProviderRequest(tx, input.generationId, requestId!),
+        );
+      }
+      const status = await provider.status({ ...job, requestId }).catch(() => undefined);
+      return status ? { requestId, status } : { requestId };
     },
 
     async checkProvider(input: JobInput): Promise<ProviderStatus> {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import fairness from './fairness';
 import generations from './generations';
 import ledger from './ledger';
+import readPath from './read-path';
 
 export interface BenchOptions {
   /** Wall time each measurement runs for. */
@@ -19,7 +20,7 @@ export interface Bench {
   run(opts: BenchOptions): Promise<void>;
 }
 
-const BENCHES: Bench[] = [ledger, generations, fairness];
+const BENCHES: Bench[] = [ledger, generations, fairness, readPath];
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -8,7 +8,7 @@
 -- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
 -- when this file differs.
 
--- Functions (61)
+-- Functions (68)
 
 CREATE OR REPLACE FUNCTION public.accept_team_invitation(p_token_hash bytea)
  RETURNS TABLE(outcome text, team_id uuid, role text)
@@ -148,23 +148,13 @@ END $function$;
 
 CREATE OR REPLACE FUNCTION public.auth_api_key(p_key_hash bytea)
  RETURNS TABLE(user_id uuid, role text, api_key_id uuid, team_id uuid)
- LANGUAGE plpgsql
- SECURITY DEFINER
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
  SET search_path TO 'public', 'pg_temp'
 AS $function$
-BEGIN
-  RETURN QUERY
-  UPDATE api_keys k SET last_used_at = now()
-  FROM users u
-  WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND u.id = k.user_id
-    AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
-  RETURNING u.id, u.role, k.id, k.team_id;
-  IF NOT FOUND THEN
-    RETURN QUERY
-    SELECT u.id, u.role, k.id, k.team_id FROM api_keys k JOIN users u ON u.id = k.user_id
-    WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
-  END IF;
-END $function$;
+  SELECT u.id, u.role, k.id, k.team_id FROM api_keys k JOIN users u ON u.id = k.user_id
+  WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL
+$function$;
 
 CREATE OR REPLACE FUNCTION public.auth_password_check(p_email text, p_candidate text)
  RETURNS TABLE(user_id uuid, role text)
@@ -409,6 +399,22 @@ BEGIN
   RAISE EXCEPTION 'credit_transfers is append-only' USING ERRCODE = 'insufficient_privilege';
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.credit_transfers_generation_state()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  UPDATE generations
+  SET credit_state = CASE NEW.kind WHEN 'commit' THEN 'charged' WHEN 'release' THEN 'refunded' ELSE 'reserved' END
+  WHERE id = NEW.generation_id
+    AND CASE NEW.kind WHEN 'commit' THEN credit_state <> 'charged'
+                      WHEN 'release' THEN credit_state NOT IN ('charged', 'refunded')
+                      ELSE credit_state = 'none' END;
+  RETURN NULL;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.current_app_user()
  RETURNS uuid
  LANGUAGE sql
@@ -466,6 +472,19 @@ AS $function$
   SELECT id, email, role, password_hash FROM users WHERE email = lower(p_email)
 $function$;
 
+CREATE OR REPLACE FUNCTION public.generation_credit_state(p_generation uuid)
+ RETURNS text
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT CASE WHEN bool_or(t.kind = 'commit') THEN 'charged'
+              WHEN bool_or(t.kind = 'release') THEN 'refunded'
+              WHEN bool_or(t.kind = 'reserve') THEN 'reserved'
+              ELSE 'none' END
+  FROM credit_transfers t WHERE t.generation_id = p_generation
+$function$;
+
 CREATE OR REPLACE FUNCTION public.generation_statuses(p_ids uuid[])
  RETURNS TABLE(id uuid, status text, stage text, error_code text, error_message text, updated_at timestamp with time zone)
  LANGUAGE sql
@@ -475,6 +494,17 @@ AS $function$
   SELECT g.id, g.status, g.stage, g.error_code, g.error_message, g.updated_at
   FROM generations g WHERE g.id = ANY (p_ids[1:10000])
 $function$;
+
+CREATE OR REPLACE FUNCTION public.generations_credit_state_on_insert()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+BEGIN
+  NEW.credit_state := generation_credit_state(NEW.id);
+  RETURN NEW;
+END $function$;
 
 CREATE OR REPLACE FUNCTION public.ledger_acting_user(p_user uuid)
  RETURNS uuid
@@ -1040,6 +1070,41 @@ BEGIN
   RETURN true;
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.list_generations(p_user uuid, p_team uuid, p_project uuid, p_status text, p_model text, p_after_at timestamp with time zone, p_after_id uuid, p_limit integer)
+ RETURNS SETOF generation_views
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+ SET "app.user_id" TO ''
+AS $function$
+BEGIN
+  IF p_user IS NULL OR p_limit IS NULL THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('app.user_id', p_user::text, true);
+  IF p_team IS NOT NULL THEN
+    PERFORM velro_require_team_role(p_team, 'viewer');
+    RETURN QUERY
+      SELECT * FROM generation_views g
+      WHERE g.team_id = p_team AND velro_team_role(g.team_id) IS NOT NULL
+        AND (p_project IS NULL OR g.project_id = p_project)
+        AND (p_status IS NULL OR g.status = p_status)
+        AND (p_model IS NULL OR g.model = p_model)
+        AND (p_after_id IS NULL OR (g.created_at, g.id) <
+             (coalesce((SELECT c.created_at FROM generations c WHERE c.id = p_after_id), p_after_at), p_after_id))
+      ORDER BY g.created_at DESC, g.id DESC LIMIT p_limit;
+  ELSE
+    RETURN QUERY
+      SELECT * FROM generation_views g
+      WHERE g.user_id = p_user AND g.team_id IS NULL
+        AND (p_project IS NULL OR g.project_id = p_project)
+        AND (p_status IS NULL OR g.status = p_status)
+        AND (p_model IS NULL OR g.model = p_model)
+        AND (p_after_id IS NULL OR (g.created_at, g.id) <
+             (coalesce((SELECT c.created_at FROM generations c WHERE c.id = p_after_id), p_after_at), p_after_id))
+      ORDER BY g.created_at DESC, g.id DESC LIMIT p_limit;
+  END IF;
+END $function$;
+
 CREATE OR REPLACE FUNCTION public.provider_request_key(p_request_id text)
  RETURNS text
  LANGUAGE plpgsql
@@ -1065,6 +1130,20 @@ AS $function$
   SELECT f.id, f.status FROM find_generations_by_provider_request(p_provider, p_request_key) f
   WHERE p_request_key <> '' AND f.status IN ('queued', 'running')
 $function$;
+
+CREATE OR REPLACE FUNCTION public.read_generation(p_user uuid, p_id uuid)
+ RETURNS SETOF generation_views
+ LANGUAGE plpgsql
+ STRICT
+ SET search_path TO 'public', 'pg_temp'
+ SET "app.user_id" TO ''
+AS $function$
+BEGIN
+  PERFORM set_config('app.user_id', p_user::text, true);
+  RETURN QUERY
+    SELECT * FROM generation_views g
+    WHERE g.id = p_id AND (g.team_id IS NULL OR velro_team_role(g.team_id) IS NOT NULL);
+END $function$;
 
 CREATE OR REPLACE FUNCTION public.record_provider_webhook(p_provider text, p_delivery_digest text)
  RETURNS boolean
@@ -1278,6 +1357,26 @@ BEGIN
   RETURN NULL;
 END $function$;
 
+CREATE OR REPLACE FUNCTION public.touch_api_keys(p_key_hashes bytea[], p_used_at timestamp with time zone[])
+ RETURNS integer
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  WITH used AS (
+    SELECT h, max(least(t, now())) AS at
+    FROM unnest(p_key_hashes[1:1000], p_used_at[1:1000]) AS x (h, t)
+    WHERE h IS NOT NULL AND t IS NOT NULL
+    GROUP BY h
+  ), touched AS (
+    UPDATE api_keys k SET last_used_at = used.at
+    FROM used
+    WHERE k.key_hash = used.h AND (k.last_used_at IS NULL OR k.last_used_at < used.at)
+    RETURNING 1
+  )
+  SELECT count(*)::integer FROM touched
+$function$;
+
 CREATE OR REPLACE FUNCTION public.transfer_team_ownership(p_team uuid, p_user uuid)
  RETURNS void
  LANGUAGE plpgsql
@@ -1300,6 +1399,21 @@ BEGIN
   UPDATE team_members SET role = 'owner', updated_at = now() WHERE team_id = p_team AND user_id = p_user;
   PERFORM team_audit(p_team, 'ownership.transferred', 'user', p_user::text,
                      jsonb_build_object('owner', v_owner), jsonb_build_object('owner', p_user));
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.velro_auth_notify()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  IF TG_LEVEL = 'STATEMENT' THEN
+    PERFORM pg_notify('velro_auth', 'all');
+  ELSIF TG_TABLE_NAME = 'api_keys' THEN
+    PERFORM pg_notify('velro_auth', 'key:' || OLD.id);
+  ELSE
+    PERFORM pg_notify('velro_auth', 'user:' || OLD.id);
+  END IF;
+  RETURN NULL;
 END $function$;
 
 CREATE OR REPLACE FUNCTION public.velro_require_team_role(p_team uuid, p_needed text)
@@ -1349,7 +1463,7 @@ AS $function$
   WHERE m.team_id = p_team AND m.user_id = current_app_user() AND t.deleted_at IS NULL
 $function$;
 
--- Views (1)
+-- Views (2)
 
 CREATE VIEW credit_balances WITH (security_invoker=true) AS
  SELECT a.id AS account_id,
@@ -1364,6 +1478,38 @@ CREATE VIEW credit_balances WITH (security_invoker=true) AS
      CROSS JOIN LATERAL ( SELECT COALESCE(sum(credit_commit_stripes.amount), 0::numeric)::bigint AS committed
            FROM credit_commit_stripes
           WHERE credit_commit_stripes.account_id = a.id) s;
+
+CREATE VIEW generation_views WITH (security_invoker=true) AS
+ SELECT g.id,
+    g.model,
+    g.status,
+    g.stage,
+    g.input,
+    g.project_id,
+    g.team_id,
+    g.user_id,
+    g.credits,
+    g.error_code,
+    g.error_message,
+    g.created_at,
+    g.updated_at,
+    g.completed_at,
+    g.credit_state,
+    COALESCE(a.assets, '[]'::json) AS assets,
+    COALESCE(i.inputs, '[]'::json) AS inputs,
+        CASE
+            WHEN g.stage = 'waiting for capacity'::text THEN ( SELECT p.queue_position
+               FROM capacity_queue_positions(ARRAY[g.id]) p(generation_id, queue_position))
+            ELSE NULL::integer
+        END AS queue_position
+   FROM generations g
+     LEFT JOIN LATERAL ( SELECT json_agg(json_build_object('id', a_1.id, 'content_type', a_1.content_type, 'bytes', a_1.bytes, 'width', a_1.width, 'height', a_1.height, 'duration_ms', a_1.duration_ms, 'sha256', a_1.sha256) ORDER BY a_1."position") AS assets
+           FROM assets a_1
+          WHERE a_1.generation_id = g.id AND g.status = 'succeeded'::text) a ON true
+     LEFT JOIN LATERAL ( SELECT json_agg(json_build_object('field', i_1.field, 'upload_id', i_1.upload_id, 'content_type', u.content_type, 'width', u.width, 'height', u.height) ORDER BY i_1.field DESC) AS inputs
+           FROM generation_inputs i_1
+             JOIN uploads u ON u.id = i_1.upload_id
+          WHERE i_1.generation_id = g.id) i ON true;
 
 -- Policies (67)
 

@@ -251,6 +251,11 @@ export const configSchema = z.object({
   /** A prebuilt workflow bundle for workers (default: dist/ in production, else bundled at start). */
   TEMPORAL_WORKFLOW_BUNDLE: optionalText,
   TEMPORAL_UI_PORT: z.coerce.number().int().min(1).max(65535).default(8233),
+  /** Workflows a worker keeps in memory between their tasks (the SDK's: from the heap size). */
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100_000).optional(),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt(10_000).default(40),
+  WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt(10_000).default(100),
+  WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: positiveInt(10_000).default(100),
   VELRO_DATA_DIR: z.string().min(1).default('.data'),
   VELRO_PUBLIC_URL: optionalUrl,
   JWT_SECRET: optionalText,

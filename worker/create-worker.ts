@@ -38,8 +38,21 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     activities: createActivities(setup.deps),
     // Let in-flight activities finish on SIGTERM; whatever is cut off is retried elsewhere.
     shutdownGraceTime: '10 seconds',
+    ...workerTuning(setup.config),
     ...setup.overrides,
   });
+}
+
+/** The worker's slots and cache (README, Performance: what each one bounds). */
+function workerTuning(config: Config): Partial<WorkerOptions> {
+  return {
+    maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+    maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
+    maxConcurrentLocalActivityExecutions: config.WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES,
+    ...(config.WORKER_MAX_CACHED_WORKFLOWS !== undefined
+      ? { maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS }
+      : {}),
+  };
 }
 
 export function activityDeps(

@@ -80,11 +80,7 @@ const { resolveInputImages } = proxyActivities<Activities>({
 // which the reconciler still releases a reservation whose workflow is closed. `failGeneration` (its
 // registered name, recorded in histories) refunds the credits and ends the generation as failed
 // or canceled: every end that is not charged.
-const {
-  completeGeneration,
-  failGeneration: refundAndEnd,
-  cancelAtProvider,
-} = proxyActivities<Activities>({
+const settleOptions = {
   startToCloseTimeout: '15 seconds',
   retry: {
     initialInterval: '1 second',
@@ -92,11 +88,16 @@ const {
     maximumInterval: '5 minutes',
     maximumAttempts: 600,
   },
-});
+};
+const {
+  completeGeneration,
+  failGeneration: refundAndEnd,
+  cancelAtProvider,
+} = proxyActivities<Activities>(settleOptions);
 
 // Recording the webhook event is one short transaction; a few minutes of retries, then it is given up
 // (logged): the generation itself is settled by then and must not wait on its webhooks any longer.
-const { createWebhookEvent } = proxyActivities<Activities>({
+const webhookEventOptions = {
   startToCloseTimeout: '30 seconds',
   retry: {
     initialInterval: '1 second',
@@ -104,10 +105,11 @@ const { createWebhookEvent } = proxyActivities<Activities>({
     maximumInterval: '30 seconds',
     maximumAttempts: 12,
   },
-});
+};
+const { createWebhookEvent } = proxyActivities<Activities>(webhookEventOptions);
 
 // Asking for a slot is one short transaction; a few tries, then the generation fails and is refunded.
-const { requestCapacity, checkCapacity } = proxyActivities<Activities>({
+const capacityOptions = {
   startToCloseTimeout: '10 seconds',
   retry: {
     initialInterval: '1 second',
@@ -115,17 +117,23 @@ const { requestCapacity, checkCapacity } = proxyActivities<Activities>({
     maximumInterval: '10 seconds',
     maximumAttempts: 10,
   },
-});
+};
+const { requestCapacity, checkCapacity } = proxyActivities<Activities>(capacityOptions);
 // A slot must come back whatever happens: retried as long as settlement is.
-const { releaseCapacity } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 seconds',
-  retry: {
-    initialInterval: '1 second',
-    backoffCoefficient: 2,
-    maximumInterval: '5 minutes',
-    maximumAttempts: 600,
-  },
-});
+const releaseOptions = { ...settleOptions, startToCloseTimeout: '10 seconds' };
+const { releaseCapacity } = proxyActivities<Activities>(releaseOptions);
+
+// Generations started under FEWER_ROUND_TRIPS_PATCH run their short database steps as local
+// activities: each is recorded as a marker inside the workflow task that asked for it, instead of a
+// task of its own through the server (schedule, poll, start, complete, then a new workflow task).
+// The timeouts and retry bounds are the normal activities' above; a retry longer than the SDK's
+// local retry threshold (1 min) waits on a durable timer.
+const local = {
+  settle: proxyLocalActivities<Activities>(settleOptions),
+  webhookEvent: proxyLocalActivities<Activities>(webhookEventOptions),
+  capacity: proxyLocalActivities<Activities>(capacityOptions),
+  release: proxyLocalActivities<Activities>(releaseOptions),
+};
 
 const POLL_MAX_INTERVAL_MS = 15_000;
 /** Provider log lines kept for the progress query. */
@@ -152,6 +160,17 @@ export const INPUT_IMAGES_PATCH = 'input-images';
  */
 export const CAPACITY_PATCH = 'capacity';
 
+/**
+ * Generations started before this made a normal activity of every step and upserted their status
+ * search attribute at every stage. From it on: the short database steps (capacity, settlement, the
+ * webhook event) are local activities, submit answers the provider's first status too (no poll
+ * when the job is done already), the status attribute is upserted only when it changes, and the
+ * older patches are implied. Polls and storing stay normal activities: a local one holds its
+ * workflow task open, and progress queries and cancels wait behind it (a cancel while storing must
+ * be refused at once).
+ */
+export const FEWER_ROUND_TRIPS_PATCH = 'fewer-round-trips';
+
 /** The image fields of a model input (IMAGE_FIELDS of lib/catalog/models.ts, not workflow code). */
 const IMAGE_FIELDS = ['image_url', 'end_image_url'] as const;
 
@@ -160,6 +179,11 @@ const IMAGE_FIELDS = ['image_url', 'end_image_url'] as const;
  * credits, or refund them on any failure, timeout or cancellation.
  */
 export async function GenerationWorkflow(input: GenerationInput): Promise<GenerationOutcome> {
+  const fast = patched(FEWER_ROUND_TRIPS_PATCH);
+  // The newest patch implies every older one: a generation that has it started after they all
+  // existed, so it asks for none of them (each would add a marker and a search attribute upsert).
+  const since = (patch: string) => fast || patched(patch);
+  let steps = stepsOf(fast);
   let admission: Admission | undefined;
   let providerEventPending = false;
   const progress: Progress = {
@@ -193,16 +217,20 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
     },
   });
 
+  // The API starts the workflow with the status attribute `queued`.
+  let upserted: GenerationStatus = 'queued';
   const setStatus = (status: GenerationStatus, stage: string) => {
     progress.status = status;
     progress.stage = stage;
+    if (fast && status === upserted) return;
     upsertSearchAttributes([{ key: StatusKey, value: status }]);
+    upserted = status;
   };
 
   let holdsSlot = false;
   /** Waits in Velro's queue for a slot of the provider: its credits are reserved already. */
   const waitForSlot = async () => {
-    const ticket = await requestCapacity(input);
+    const ticket = await steps.requestCapacity(input);
     if (ticket.granted) return;
     setStatus('queued', 'waiting for capacity');
     progress.queuePosition = ticket.position;
@@ -216,7 +244,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
         );
       }
       if (await condition(() => capacityGranted, Math.min(ticket.recheckMs, left))) break;
-      const check = await checkCapacity({ generationId: input.generationId, provider: input.provider });
+      const check = await steps.checkCapacity({ generationId: input.generationId, provider: input.provider });
       if (check.granted) break;
       progress.queuePosition = check.position;
     }
@@ -226,7 +254,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
   const giveSlotBack = async (reason: string) => {
     if (!holdsSlot) return;
     await CancellationScope.nonCancellable(() =>
-      releaseCapacity({ generationId: input.generationId, provider: input.provider, reason }),
+      steps.releaseCapacity({ generationId: input.generationId, provider: input.provider, reason }),
     );
     holdsSlot = false;
   };
@@ -256,13 +284,13 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       // A cancel that arrived during admission stops here, before anything is paid for at the provider.
       if (CancellationScope.current().consideredCancelled)
         throw new CancelledFailure('canceled before submit');
-      if (patched(CAPACITY_PATCH)) {
+      if (since(CAPACITY_PATCH)) {
         // From the request on, the slot is given back on every way out (below, and in the catch).
         holdsSlot = true;
         await waitForSlot();
       }
       let submitted = input;
-      if (IMAGE_FIELDS.some((f) => input.input[f] !== undefined) && patched(INPUT_IMAGES_PATCH)) {
+      if (IMAGE_FIELDS.some((f) => input.input[f] !== undefined) && since(INPUT_IMAGES_PATCH)) {
         setStatus('running', 'preparing inputs');
         const resolved = await resolveInputImages(input);
         submitted = { ...input, input: { ...input.input, ...resolved } };
@@ -271,7 +299,10 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       }
       setStatus('running', 'submitting');
       // Not cancellable: once the job is submitted we must learn its id, to cancel it at the provider.
-      ({ requestId } = await CancellationScope.nonCancellable(() => submitToProvider(submitted)));
+      const accepted = await CancellationScope.nonCancellable(() => submitToProvider(submitted));
+      requestId = accepted.requestId;
+      // The provider's answer right after the submit stands for the first poll.
+      let firstStatus = fast ? accepted.status : undefined;
 
       setStatus('running', 'waiting for provider');
       const deadline = Date.now() + input.deadlineSeconds * 1000;
@@ -279,7 +310,8 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       // Providers answer every poll with the latest line(s) of their log, seen before or not.
       let lastLogs: string[] = [];
       for (;;) {
-        const status = await checkProvider({ ...job, requestId });
+        const status = firstStatus ?? (await steps.checkProvider({ ...job, requestId }));
+        firstStatus = undefined;
         progress.queuePosition = status.state === 'queued' ? (status.queuePosition ?? null) : null;
         const added = linesAfter(lastLogs, status.logs);
         lastLogs = status.logs;
@@ -301,7 +333,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       }
 
       const store = () => storeOutputs({ ...job, requestId: requestId! });
-      const pointOfNoReturn = patched(POINT_OF_NO_RETURN_PATCH);
+      const pointOfNoReturn = since(POINT_OF_NO_RETURN_PATCH);
       // The provider has been paid: from here on the generation is stored and charged, whatever
       // cancel arrives (the cancel update refuses, a workflow cancel waits behind this scope).
       // Generations started before this stored cancellably, as they did.
@@ -314,10 +346,10 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
 
     // Once the outputs are kept, a cancel no longer applies: settle the charge whatever happens.
     await CancellationScope.nonCancellable(() =>
-      completeGeneration({ userId: input.userId, generationId: input.generationId }),
+      steps.completeGeneration({ userId: input.userId, generationId: input.generationId }),
     );
     setStatus('succeeded', 'done');
-    await notifyClient(input);
+    await notifyClient(input, since(WEBHOOKS_PATCH), steps.createWebhookEvent);
     await afterHandlers();
     return { status: 'succeeded', assetIds };
   } catch (err) {
@@ -326,15 +358,18 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       ? { code: 'canceled', message: 'The generation was canceled.' }
       : failureOf(err, input);
     log.info('generation failed; refunding', { generationId: input.generationId, code: error.code });
+    // A cancel's way out runs as normal activities: the cancel update is answered with the workflow
+    // task that schedules the first of them, not held behind local ones in that same task.
+    if (canceled) steps = stepsOf(false);
     // Refund even though the workflow itself may be canceled.
     await CancellationScope.nonCancellable(async () => {
       if (requestId) {
-        await cancelAtProvider({ ...job, requestId }).catch((e) =>
-          log.warn('cancel at provider failed', { e }),
-        );
+        await steps
+          .cancelAtProvider({ ...job, requestId })
+          .catch((e) => log.warn('cancel at provider failed', { e }));
       }
       await giveSlotBack(canceled ? 'canceled' : `failed: ${error.code}`);
-      await refundAndEnd({
+      await steps.refundAndEnd({
         userId: input.userId,
         generationId: input.generationId,
         status: canceled ? 'canceled' : 'failed',
@@ -342,7 +377,7 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
       });
     });
     setStatus(canceled ? 'canceled' : 'failed', 'refunded');
-    await notifyClient(input);
+    await notifyClient(input, since(WEBHOOKS_PATCH), steps.createWebhookEvent);
     await afterHandlers();
     return { status: canceled ? 'canceled' : 'failed', error, assetIds: [] };
   }
@@ -355,8 +390,12 @@ export async function GenerationWorkflow(input: GenerationInput): Promise<Genera
  * start is recorded in its history, and their ids follow from the event id and the target, so no
  * replay, retry or reset sends an event twice. Never fails and never touches credits; not cancellable.
  */
-async function notifyClient(input: GenerationInput): Promise<void> {
-  if (!patched(WEBHOOKS_PATCH)) return;
+async function notifyClient(
+  input: GenerationInput,
+  webhooksExisted: boolean,
+  createWebhookEvent: Activities['createWebhookEvent'],
+): Promise<void> {
+  if (!webhooksExisted) return;
   await CancellationScope.nonCancellable(async () => {
     try {
       const notice = await createWebhookEvent({
@@ -384,6 +423,32 @@ async function notifyClient(input: GenerationInput): Promise<void> {
       log.warn('webhooks could not be started', { generationId: input.generationId, err });
     }
   });
+}
+
+/** The steps a generation runs as local activities under FEWER_ROUND_TRIPS_PATCH, else as normal ones. */
+function stepsOf(fast: boolean) {
+  if (!fast) {
+    return {
+      requestCapacity,
+      checkCapacity,
+      releaseCapacity,
+      checkProvider,
+      completeGeneration,
+      refundAndEnd,
+      cancelAtProvider,
+      createWebhookEvent,
+    };
+  }
+  return {
+    requestCapacity: local.capacity.requestCapacity,
+    checkCapacity: local.capacity.checkCapacity,
+    releaseCapacity: local.release.releaseCapacity,
+    checkProvider,
+    completeGeneration: local.settle.completeGeneration,
+    refundAndEnd: local.settle.failGeneration,
+    cancelAtProvider: local.settle.cancelAtProvider,
+    createWebhookEvent: local.webhookEvent.createWebhookEvent,
+  };
 }
 
 /** Lets running update handlers answer before the workflow closes, even when it was canceled. */

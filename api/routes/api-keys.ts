@@ -83,7 +83,10 @@ const apiKeys: FastifyPluginAsyncZod = async (app) => {
         ...listing(apiKeySchema),
       },
     },
-    async (req) => listOwnPage(app.db, callerOf(req).id, req.query, listActiveApiKeys, toView),
+    async (req) => {
+      await app.credentials.flushLastUsed();
+      return listOwnPage(app.db, callerOf(req).id, req.query, listActiveApiKeys, toView);
+    },
   );
 
   app.delete(
@@ -102,6 +105,7 @@ const apiKeys: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const revoked = await withUserTx(app.db, callerOf(req).id, (tx) => revokeApiKey(tx, req.params.id));
       if (!revoked) throw notFound('API key');
+      app.credentials.forgetApiKey(req.params.id);
       req.log.info({ apiKeyId: req.params.id }, 'API key revoked');
       return reply.status(204).send();
     },

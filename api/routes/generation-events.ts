@@ -4,7 +4,7 @@ import { publicUrl } from '../../lib/config';
 import { withUserTx } from '../../lib/db/pool';
 import { isTerminal } from '../../lib/generations/status';
 import { watchableGeneration } from '../../lib/generations/store';
-import { loadVisibleGeneration, toView } from '../../lib/generations/view';
+import { loadVisibleGeneration, toView, type GenerationView } from '../../lib/generations/view';
 import { notFound } from '../errors';
 import { callerOf } from '../plugins/auth';
 import { errorResponses, idParams } from '../schemas/common';
@@ -21,6 +21,24 @@ const HEARTBEAT_MS = 15_000;
 const events: FastifyPluginAsyncZod = async (app) => {
   const hub = new GenerationEventHub({ db: app.db, temporal: app.temporal });
   app.addHook('onClose', async () => hub.close());
+
+  // The whole generation for `done`, read once per watcher and generation however many of that
+  // watcher's streams end together (as the watcher: row-level security decides what it may see).
+  const finalViews = new Map<string, Promise<GenerationView | undefined>>();
+  const finalView = (userId: string, generationId: string) => {
+    const key = `${userId}:${generationId}`;
+    let view = finalViews.get(key);
+    if (!view) {
+      view = withUserTx(app.db, userId, (tx) => loadVisibleGeneration(tx, generationId)).then(
+        (row) =>
+          row && toView(row, publicUrl(app.config), app.assetSigningKey, app.config.ASSET_URL_TTL_SECONDS),
+      );
+      finalViews.set(key, view);
+      // Kept while the streams that ended together take it (output URLs are signed at read).
+      void view.catch(() => undefined).finally(() => setTimeout(() => finalViews.delete(key), 1000).unref());
+    }
+    return view;
+  };
 
   app.get(
     '/v1/generations/:id/events',
@@ -112,17 +130,20 @@ const events: FastifyPluginAsyncZod = async (app) => {
         previous = snapshot;
         if (isTerminal(snapshot.status)) {
           finished = true;
-          void withUserTx(app.db, caller.id, (tx) => loadVisibleGeneration(tx, snapshot.id))
-            .then((row) => {
-              if (row) {
-                const urlTtl = app.config.ASSET_URL_TTL_SECONDS;
-                send(
-                  'done',
-                  snapshot.version,
-                  toView(row, publicUrl(app.config), app.assetSigningKey, urlTtl),
-                );
-              }
-            })
+          finalView(caller.id, snapshot.id)
+            .then(
+              (view) => {
+                if (view) send('done', snapshot.version, view);
+              },
+              () => {
+                // No id: a reconnect resumes after the terminal status and is sent `done` then.
+                const problem = {
+                  code: 'unavailable',
+                  message: 'The generation could not be read; reconnect.',
+                };
+                res.write(`event: error\ndata: ${JSON.stringify(problem)}\n\n`);
+              },
+            )
             .finally(() => {
               stop();
               res.end();

@@ -1,10 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { activeProvider, publicUrl } from '../../lib/config';
-import { withUserTx } from '../../lib/db/pool';
 import { isTerminal } from '../../lib/generations/status';
-import { listGenerations } from '../../lib/generations/store';
+import { listVisibleGenerations } from '../../lib/generations/store';
 import { toView, type GenerationRow } from '../../lib/generations/view';
-import { requireTeamRole } from '../../lib/teams/store';
 import { webhookUrlPolicy } from '../../lib/webhooks/url-policy';
 import { ApiError } from '../errors';
 import { callerOf } from '../plugins/auth';
@@ -134,11 +132,9 @@ const generations: FastifyPluginAsyncZod = async (app) => {
       return listPage(
         req.query,
         (page) =>
-          withUserTx(app.db, caller.id, async (tx) => {
-            if (teamId) await answeringTeamRefusals(() => requireTeamRole(tx, teamId, 'viewer'));
-            const owner = teamId ? { teamId } : { userId: caller.id };
-            return listGenerations(tx, owner, { projectId, status, model }, page);
-          }),
+          answeringTeamRefusals(() =>
+            listVisibleGenerations(app.db, caller.id, { teamId }, { projectId, status, model }, page),
+          ),
         view,
       );
     },

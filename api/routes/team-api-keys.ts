@@ -81,12 +81,14 @@ const teamApiKeys: FastifyPluginAsyncZod = async (app) => {
         response: { 200: pageSchema(teamApiKeySchema), 403: problemSchema, ...errorResponses },
       },
     },
-    async (req) =>
-      listPage(
+    async (req) => {
+      await app.credentials.flushLastUsed();
+      return listPage(
         req.query,
         (page) => inTeamTx(app.db, req, (tx) => listTeamApiKeys(tx, req.params.id, page)),
         toTeamView,
-      ),
+      );
+    },
   );
 
   app.delete(
@@ -106,6 +108,7 @@ const teamApiKeys: FastifyPluginAsyncZod = async (app) => {
       const { id, keyId } = req.params;
       const revoked = await inTeamTx(app.db, req, (tx) => revokeTeamApiKey(tx, id, keyId));
       if (!revoked) throw notFound('API key');
+      app.credentials.forgetApiKey(keyId);
       req.log.info({ apiKeyId: keyId, teamId: id }, 'team API key revoked');
       return reply.status(204).send();
     },

@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import { queuePositions, WAITING_STAGE } from '../../lib/capacity/store';
 import { withUserTx, type Db } from '../../lib/db/pool';
 import { isTerminal, type GenerationStatus } from '../../lib/generations/status';
-import { generationStatuses } from '../../lib/generations/store';
+import { generationStatuses, type GenerationStatusRow as StatusRow } from '../../lib/generations/store';
 import { teamsStillIn } from '../../lib/teams/membership';
 import { generationWorkflowId, progressQuery, type Progress } from '../../workflows/definitions';
 
@@ -74,6 +74,10 @@ export function newLogLines(
 export class GenerationEventHub {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly last = new Map<string, GenerationSnapshot>();
+  /** Each watched generation's latest status row (and live queue position) and workflow progress. */
+  private readonly rows = new Map<string, { row: StatusRow; position: number | null }>();
+  private readonly progress = new Map<string, Progress>();
+  private readonly querying = new Set<string>();
   private readonly watches = new Set<TeamWatch>();
   private readonly db: Db;
   private readonly temporal: Client;
@@ -110,6 +114,8 @@ export class GenerationEventHub {
       if (set.size === 0) {
         this.listeners.delete(generationId);
         this.last.delete(generationId);
+        this.rows.delete(generationId);
+        this.progress.delete(generationId);
       }
       if (this.listeners.size === 0 && this.timer) {
         clearInterval(this.timer);
@@ -123,8 +129,15 @@ export class GenerationEventHub {
     this.timer = undefined;
     this.listeners.clear();
     this.watches.clear();
+    this.rows.clear();
+    this.progress.clear();
   }
 
+  /**
+   * Reads every watched generation's status row and publishes what changed. Progress queries run
+   * beside it, one at a time per generation: a slow one (its worker busy) delays only that
+   * generation's logs, never another's status or anyone's terminal event.
+   */
   private async tick(): Promise<void> {
     if (Date.now() - this.accessCheckedAt >= this.accessIntervalMs) void this.checkAccess();
     if (this.ticking || this.listeners.size === 0) return;
@@ -138,31 +151,56 @@ export class GenerationEventHub {
         this.db,
         rows.filter((r) => r.stage === WAITING_STAGE).map((r) => r.id),
       );
-      await Promise.all(
-        rows.map(async (row) => {
-          const progress = isTerminal(row.status) ? undefined : await this.progressOf(row.id);
-          const before = this.last.get(row.id);
-          const logs = progress?.logs ?? before?.logs ?? [];
-          const logCount = progress?.logCount ?? (before ? versionParts(before.version)[1] : 0);
-          const snapshot: GenerationSnapshot = {
-            id: row.id,
-            status: row.status,
-            stage: progress && !isTerminal(row.status) ? progress.stage : row.stage,
-            queuePosition: positions.get(row.id) ?? progress?.queuePosition ?? null,
-            logs,
-            error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
-            version: `${row.updated_at.getTime()}-${logCount}`,
-          };
-          if (before && JSON.stringify(before) === JSON.stringify(snapshot)) return;
-          this.last.set(row.id, snapshot);
-          for (const listener of this.listeners.get(row.id) ?? []) listener(snapshot);
-        }),
-      );
+      for (const row of rows) {
+        this.rows.set(row.id, { row, position: positions.get(row.id) ?? null });
+        this.publish(row.id);
+        // Waiting for a slot, a workflow has no logs to tell and its position comes from above.
+        if (!isTerminal(row.status) && row.stage !== WAITING_STAGE) void this.refreshProgress(row.id);
+      }
     } catch {
       // A failed tick is retried at the next one; streams stay open.
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** Asks the workflow for its progress, unless a query of it is still out; then publishes. */
+  private async refreshProgress(generationId: string): Promise<void> {
+    if (this.querying.has(generationId)) return;
+    this.querying.add(generationId);
+    try {
+      const progress = await this.progressOf(generationId);
+      // Unanswered (closed meanwhile, or no worker): the row is the truth until the next answer.
+      if (progress) this.progress.set(generationId, progress);
+      else this.progress.delete(generationId);
+      if (this.listeners.has(generationId)) this.publish(generationId);
+    } finally {
+      this.querying.delete(generationId);
+    }
+  }
+
+  /** Sends the generation's snapshot, from its latest row and progress, to its listeners if it changed. */
+  private publish(generationId: string): void {
+    const latest = this.rows.get(generationId);
+    if (!latest) return;
+    const { row, position } = latest;
+    const terminal = isTerminal(row.status);
+    const progress = terminal ? undefined : this.progress.get(generationId);
+    const before = this.last.get(generationId);
+    const logs = progress?.logs ?? before?.logs ?? [];
+    const logCount = progress?.logCount ?? (before ? versionParts(before.version)[1] : 0);
+    const snapshot: GenerationSnapshot = {
+      id: row.id,
+      status: row.status,
+      stage: progress ? progress.stage : row.stage,
+      queuePosition: position ?? progress?.queuePosition ?? null,
+      logs,
+      error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+      version: `${row.updated_at.getTime()}-${logCount}`,
+    };
+    if (before && JSON.stringify(before) === JSON.stringify(snapshot)) return;
+    this.last.set(generationId, snapshot);
+    for (const listener of this.listeners.get(generationId) ?? []) listener(snapshot);
   }
 
   /** Revokes the team streams whose watcher is no longer a member of the generation's team. */

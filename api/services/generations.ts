@@ -13,7 +13,7 @@ import { findModel, type ModelDefinition } from '../../lib/catalog/models';
 import { withUserTx, type Db } from '../../lib/db/pool';
 import { isTerminal } from '../../lib/generations/status';
 import { generationExists } from '../../lib/generations/store';
-import { loadVisibleGeneration, type GenerationRow } from '../../lib/generations/view';
+import { loadVisibleGeneration, readVisibleGeneration, type GenerationRow } from '../../lib/generations/view';
 import { LedgerError } from '../../lib/ledger/errors';
 import { derivedUuid } from '../../lib/ledger/ids';
 import type { ProviderName } from '../../lib/providers/names';
@@ -99,6 +99,8 @@ async function ownerOfSubmit(
   body: SubmitBody,
 ): Promise<{ projectId: string | null; teamId: string | null }> {
   const projectId = body.projectId ?? null;
+  // A personal generation outside any project: nothing to check, so no transaction either.
+  if (!projectId && !teamOf(caller, body.teamId)) return { projectId: null, teamId: null };
   return withUserTx(db, caller.id, (tx) =>
     answeringTeamRefusals(async () => {
       let teamId = teamOf(caller, body.teamId);
@@ -246,7 +248,7 @@ export async function visibleGeneration(
   userId: string,
   id: string,
 ): Promise<GenerationRow> {
-  const row = await withUserTx(db, userId, (tx) => loadVisibleGeneration(tx, id));
+  const row = await readVisibleGeneration(db, userId, id);
   if (!row) throw notFound('Generation');
   return row;
 }
@@ -309,7 +311,9 @@ async function askWorkflowToCancel(temporal: Client, generationId: string): Prom
       throw err;
     }
     if (err instanceof WorkflowNotFoundError) return; // closed between the read and the cancel
-    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadline(err)) {
+    // FAILED_PRECONDITION: the workflow task that took the update failed or timed out (an
+    // overloaded worker); the update was not applied, so asking again is safe.
+    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadline(err) || grpcCodeOf(err) === 9) {
       throw new ApiError(503, 'unavailable', 'The generation could not be reached in time; try again.', {
         headers: { 'retry-after': '1' },
       });
@@ -320,4 +324,13 @@ async function askWorkflowToCancel(temporal: Client, generationId: string): Prom
 
 function isDeadline(err: unknown): boolean {
   return (err as { code?: number })?.code === 4; // gRPC DEADLINE_EXCEEDED
+}
+
+/** The gRPC status code under a client error (a ServiceError wraps the gRPC one as its cause). */
+function grpcCodeOf(err: unknown): number | undefined {
+  for (let e = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'number') return code;
+  }
+  return undefined;
 }

@@ -1,4 +1,4 @@
-import { generateApiKey, hashApiKey } from '../auth/api-keys';
+import { generateApiKey } from '../auth/api-keys';
 import type { Role } from '../auth/jwt';
 import { newestFirst, type PageAfter } from '../db/keyset';
 import { atPerUserCap } from '../db/per-user-cap';
@@ -173,19 +173,24 @@ export async function revokeTeamApiKey(tx: Tx, teamId: string, keyId: string): P
 }
 
 /**
- * Whose active key this is, with the user's current role (auth_api_key, a definer function: the
- * caller is not known yet, so it runs outside any withUserTx). Undefined for an unknown or revoked key.
+ * Whose active key this is (by its hash: hashApiKey), with the user's current role (auth_api_key, a
+ * definer function that only reads: the caller is not known yet, so it runs outside any withUserTx;
+ * last use is recorded apart, by LastUsedBatcher). Undefined for an unknown or revoked key.
  */
 export async function apiKeyOwner(
   db: Db,
-  key: string,
+  keyHash: Buffer,
 ): Promise<{ userId: string; role: Role; apiKeyId: string; teamId: string | null } | undefined> {
   const { rows } = await db.query<{
     user_id: string;
     role: Role;
     api_key_id: string;
     team_id: string | null;
-  }>('SELECT user_id, role, api_key_id, team_id FROM auth_api_key($1)', [hashApiKey(key)]);
+  }>({
+    name: 'auth-api-key',
+    text: 'SELECT user_id, role, api_key_id, team_id FROM auth_api_key($1)',
+    values: [keyHash],
+  });
   const row = rows[0];
   return row && { userId: row.user_id, role: row.role, apiKeyId: row.api_key_id, teamId: row.team_id };
 }

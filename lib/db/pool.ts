@@ -42,15 +42,11 @@ export function createPool(opts: PoolOptions, onError: (err: Error) => void = ()
   return pool;
 }
 
-async function inTransaction<T>(
-  db: Db,
-  setup: (c: Tx) => Promise<unknown>,
-  fn: (c: Tx) => Promise<T>,
-): Promise<T> {
+/** `begin` opens the transaction (BEGIN, and whatever must run first: one round trip). */
+async function inTransaction<T>(db: Db, begin: string, fn: (c: Tx) => Promise<T>): Promise<T> {
   const client = await db.connect();
   try {
-    await client.query('BEGIN');
-    await setup(client);
+    await client.query(begin);
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
@@ -79,14 +75,13 @@ export interface TxScope {
  */
 export function withUserTx<T>(db: Db, scope: string | TxScope, fn: (c: Tx) => Promise<T>): Promise<T> {
   const s = typeof scope === 'string' ? { userId: scope } : scope;
+  // BEGIN and the settings in one simple query (one round trip), so the values are literals:
+  // escapeLiteral quotes them whatever they hold.
+  const set = (name: string, value: string) => `set_config('${name}', ${pg.escapeLiteral(value)}, true)`;
   return inTransaction(
     db,
-    (c) =>
-      c.query(
-        `SELECT set_config('app.user_id', $1, true), set_config('app.request_id', $2, true),
-                set_config('app.api_key_id', $3, true)`,
-        [s.userId, s.requestId ?? '', s.apiKeyId ?? ''],
-      ),
+    `BEGIN; SELECT ${set('app.user_id', s.userId)}, ${set('app.request_id', s.requestId ?? '')},
+       ${set('app.api_key_id', s.apiKeyId ?? '')}`,
     fn,
   );
 }
@@ -98,5 +93,13 @@ export function createSystemPool(opts: PoolOptions, onError?: (err: Error) => vo
 
 /** Runs `fn` in a transaction of the velro_system login: the paths that act across users. */
 export function withSystemTx<T>(db: SystemDb, fn: (c: Tx) => Promise<T>): Promise<T> {
-  return inTransaction(db, async () => undefined, fn);
+  return inTransaction(db, 'BEGIN', fn);
+}
+
+/**
+ * A connection of the pool's login and settings that is not the pool's: for a session that lives
+ * on its own (LISTEN). Its queries fail after `queryTimeoutMs` rather than hang on a dead link.
+ */
+export function dedicatedClient(db: Db, queryTimeoutMs = 5_000): pg.Client {
+  return new pg.Client({ ...db.options, query_timeout: queryTimeoutMs, keepAlive: true });
 }

@@ -1,8 +1,9 @@
-import { newestFirst, type PageAfter } from '../db/keyset';
+import type { PageAfter } from '../db/keyset';
 import type { Db, Tx } from '../db/pool';
 import type { ProviderName } from '../providers/names';
 import type { GenerationStatus } from './status';
-import { GENERATION_SELECT, MEMBERS_ONLY, type GenerationRow } from './view';
+import { asLedgerError } from '../ledger/errors';
+import { GENERATION_COLUMNS, MEMBERS_ONLY, type GenerationRow } from './view';
 
 // A generation's row, from admission to settlement. Every function but generationStatuses runs in
 // a withUserTx: row-level security scopes it to that user's generations. The read model (the row
@@ -105,34 +106,38 @@ export interface GenerationFilters {
   model?: string;
 }
 
-/** Whose generations a list shows: a user's personal ones, or a team's (the caller a member). */
-export type GenerationOwner = { userId: string; teamId?: undefined } | { teamId: string; userId?: undefined };
-
-/** One page of the owner's generations, newest first (`limit + 1` rows: see newestFirst). */
-export function listGenerations(
-  tx: Tx,
-  owner: GenerationOwner,
+/**
+ * One page of the owner's generations, newest first (`limit + 1` rows: see newestFirst), as the
+ * user may see them, in one statement on the pool (list_generations, db/migrations/013: sets
+ * app.user_id for that call only). A team's list needs the user to be a viewer or higher: else
+ * the LedgerError of requireTeamRole (not_found, or forbidden).
+ */
+export async function listVisibleGenerations(
+  db: Db,
+  userId: string,
+  owner: { teamId: string | null },
   filters: GenerationFilters,
   page: { after?: PageAfter; limit: number },
 ): Promise<GenerationRow[]> {
-  // Row-level security shows a user its teams' generations too: a list names whose it is.
-  const where = owner.teamId ? ['g.team_id = $1', MEMBERS_ONLY] : ['g.user_id = $1', 'g.team_id IS NULL'];
-  const params: unknown[] = [owner.teamId ?? owner.userId];
-  const columns = { projectId: 'g.project_id', status: 'g.status', model: 'g.model' } as const;
-  for (const [name, column] of Object.entries(columns) as [keyof GenerationFilters, string][]) {
-    const value = filters[name];
-    if (!value) continue;
-    params.push(value);
-    where.push(`${column} = $${params.length}`);
+  try {
+    const { rows } = await db.query<GenerationRow>({
+      name: 'list-generations',
+      text: `SELECT ${GENERATION_COLUMNS} FROM list_generations($1, $2, $3, $4, $5, $6, $7, $8) g`,
+      values: [
+        userId,
+        owner.teamId,
+        filters.projectId ?? null,
+        filters.status ?? null,
+        filters.model ?? null,
+        page.after?.createdAt ?? null,
+        page.after?.id ?? null,
+        page.limit + 1,
+      ],
+    });
+    return rows;
+  } catch (err) {
+    throw asLedgerError(err);
   }
-  return newestFirst<GenerationRow>(tx, {
-    select: GENERATION_SELECT,
-    alias: 'g',
-    cursorTable: 'generations',
-    where,
-    params,
-    ...page,
-  });
 }
 
 /** The status fields of a generation, as the event streams watch them. */

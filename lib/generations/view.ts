@@ -1,6 +1,5 @@
 import { signAssetPath } from '../auth/signed-urls';
-import { WAITING_STAGE } from '../capacity/store';
-import type { Tx } from '../db/pool';
+import type { Db, Tx } from '../db/pool';
 import type { OutputMedia } from '../assets/store';
 import type { GenerationStatus } from './status';
 
@@ -54,7 +53,7 @@ interface Row {
   created_at: Date;
   updated_at: Date;
   completed_at: Date | null;
-  ledger_kinds: string[] | null;
+  credit_state: GenerationView['credits']['state'];
   assets: {
     id: string;
     content_type: string;
@@ -68,25 +67,15 @@ interface Row {
   queue_position: number | null;
 }
 
-// Outputs are listed only once the generation has succeeded, i.e. once it has been charged: one that
-// failed or was canceled (even after some outputs were stored) lists none. Inputs are listed whatever
-// the outcome (image_url before end_image_url); row-level security shows them as it shows the generation.
-export const GENERATION_SELECT = `
-  SELECT g.id, g.model, g.status, g.stage, g.input, g.project_id, g.team_id, g.user_id, g.credits,
-         g.error_code, g.error_message,
-         g.created_at, g.updated_at, g.completed_at,
-         (SELECT array_agg(t.kind) FROM credit_transfers t WHERE t.generation_id = g.id) AS ledger_kinds,
-         coalesce((SELECT json_agg(json_build_object('id', a.id, 'content_type', a.content_type, 'bytes', a.bytes,
-                    'width', a.width, 'height', a.height, 'duration_ms', a.duration_ms, 'sha256', a.sha256)
-                    ORDER BY a.position)
-                   FROM assets a WHERE a.generation_id = g.id AND g.status = 'succeeded'), '[]') AS assets,
-         coalesce((SELECT json_agg(json_build_object('field', i.field, 'upload_id', i.upload_id,
-                    'content_type', u.content_type, 'width', u.width, 'height', u.height) ORDER BY i.field DESC)
-                   FROM generation_inputs i JOIN uploads u ON u.id = i.upload_id
-                   WHERE i.generation_id = g.id), '[]') AS inputs,
-         CASE WHEN g.stage = '${WAITING_STAGE}' THEN
-           (SELECT p.queue_position FROM capacity_queue_positions(ARRAY[g.id]) p) END AS queue_position
-  FROM generations g`;
+// The columns of the view generation_views (db/migrations/013_read_path.sql): the credit state is a
+// column the ledger keeps, outputs (once succeeded, i.e. charged: one that failed or was canceled
+// lists none) and inputs (image_url before end_image_url) are joined in the same statement.
+// Row-level security shows them as it shows the generation (the view runs as its caller).
+export const GENERATION_COLUMNS = `g.id, g.model, g.status, g.stage, g.input, g.project_id, g.team_id, g.user_id, g.credits,
+  g.error_code, g.error_message, g.created_at, g.updated_at, g.completed_at, g.credit_state, g.assets,
+  g.inputs, g.queue_position`;
+
+export const GENERATION_SELECT = `SELECT ${GENERATION_COLUMNS} FROM generation_views g`;
 
 /**
  * What the API shows (with `generations g`): a team generation to the team's members only. Row-level
@@ -94,14 +83,6 @@ export const GENERATION_SELECT = `
  * creator) settles it even after the creator's removal; a removed creator's requests must not.
  */
 export const MEMBERS_ONLY = '(g.team_id IS NULL OR velro_team_role(g.team_id) IS NOT NULL)';
-
-function creditState(kinds: string[] | null): GenerationView['credits']['state'] {
-  const k = new Set(kinds ?? []);
-  if (k.has('commit')) return 'charged';
-  if (k.has('release')) return 'refunded';
-  if (k.has('reserve')) return 'reserved';
-  return 'none';
-}
 
 export function toView(
   row: Row,
@@ -118,7 +99,7 @@ export function toView(
     projectId: row.project_id,
     teamId: row.team_id,
     createdBy: row.user_id,
-    credits: { amount: row.credits, state: creditState(row.ledger_kinds) },
+    credits: { amount: row.credits, state: row.credit_state },
     outputs: row.assets.map((a) => ({
       id: a.id,
       url: baseUrl + signAssetPath(signingKey, a.id, urlTtlSeconds),
@@ -153,6 +134,20 @@ export async function loadGeneration(tx: Tx, id: string): Promise<Row | undefine
 /** The generation if the user may see it through the API (MEMBERS_ONLY). */
 export async function loadVisibleGeneration(tx: Tx, id: string): Promise<Row | undefined> {
   const { rows } = await tx.query<Row>(`${GENERATION_SELECT} WHERE g.id = $1 AND ${MEMBERS_ONLY}`, [id]);
+  return rows[0];
+}
+
+/**
+ * The generation if the user may see it through the API, in one statement on the pool
+ * (read_generation: sets app.user_id for that call only, then reads under row-level security as
+ * loadVisibleGeneration does).
+ */
+export async function readVisibleGeneration(db: Db, userId: string, id: string): Promise<Row | undefined> {
+  const { rows } = await db.query<Row>({
+    name: 'read-generation',
+    text: `SELECT ${GENERATION_COLUMNS} FROM read_generation($1, $2) g`,
+    values: [userId, id],
+  });
   return rows[0];
 }
 

@@ -84,10 +84,11 @@ export async function rehashPassword(tx: Tx, current: string, upgraded: string):
  * trusted for authorisation); undefined when the account is gone.
  */
 export async function userRole(db: Db, userId: string): Promise<{ userId: string; role: Role } | undefined> {
-  const { rows } = await db.query<{ user_id: string; role: Role }>(
-    'SELECT user_id, role FROM auth_user($1)',
-    [userId],
-  );
+  const { rows } = await db.query<{ user_id: string; role: Role }>({
+    name: 'auth-user',
+    text: 'SELECT user_id, role FROM auth_user($1)',
+    values: [userId],
+  });
   const row = rows[0];
   return row && { userId: row.user_id, role: row.role };
 }
@@ -102,7 +103,8 @@ export interface RoleChange {
 /**
  * Sets the role of the user with `email` (system path: `npm run admin -- promote|demote`). Returns
  * undefined when there is no such user. Takes effect on the user's next request, for API keys and
- * login tokens alike: the API reads the role from the database on every request.
+ * login tokens alike: the API caches roles only while the database's revocation feed tells it of
+ * every change (the users_auth_changed trigger, db/migrations/013_read_path.sql).
  */
 export async function setUserRole(db: SystemDb, email: string, role: Role): Promise<RoleChange | undefined> {
   return withSystemTx(db, async (tx) => {

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashApiKey } from '../../lib/auth/api-keys';
 import { withSystemTx } from '../../lib/db/pool';
 import * as ledger from '../../lib/ledger/ledger';
 import { createUser, systemDb, testStack } from '../support/context';
@@ -403,19 +404,114 @@ describe('the database wall: the velro_app login cannot step around row-level se
       'ledger_reserve_batch(uuid,uuid[],bigint[],uuid[],timestamp with time zone[])',
       'ledger_reserve_team(uuid,bigint,uuid,timestamp with time zone,uuid,uuid)',
       'link_generation_input(uuid,text,uuid)',
+      'list_generations(uuid,uuid,uuid,text,text,timestamp with time zone,uuid,integer)',
       'provider_request_key(text)',
       'provider_webhook_generations(text,text)',
+      'read_generation(uuid,uuid)',
       'record_provider_webhook(text,text)',
       'register_user(text,text)',
       'signed_asset(uuid)',
       'signed_upload(uuid)',
       'team_expired_credit(uuid)',
+      'touch_api_keys(bytea[],timestamp with time zone[])',
       'transfer_team_ownership(uuid,uuid)',
       'velro_require_team_role(uuid,text)',
       'velro_role_rank(text)',
       'velro_shares_team(uuid)',
       'velro_team_role(uuid)',
     ]);
+  });
+
+  it("touch_api_keys needs the key's hash, only moves last_used_at forward, never past now, and creates nothing", async () => {
+    const bHash = hashApiKey(b.apiKey);
+    const lastUsed = async () =>
+      (
+        await system.query<{ last_used_at: Date | null }>(
+          'SELECT last_used_at FROM api_keys WHERE key_hash = $1',
+          [bHash],
+        )
+      ).rows[0]!.last_used_at;
+    const keys = async () =>
+      (await system.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys')).rows[0]!.n;
+    const before = await keys();
+    const touch = async (hashes: Buffer[], times: Date[]) =>
+      (await app.query<{ n: number }>('SELECT touch_api_keys($1, $2) AS n', [hashes, times])).rows[0]!.n;
+
+    const at = new Date(Date.now() - 60_000);
+    expect(await touch([bHash], [at])).toBe(1);
+    expect(await lastUsed()).toEqual(at);
+    expect(await touch([bHash], [new Date(at.getTime() - 3600_000)])).toBe(0);
+    expect(await lastUsed()).toEqual(at);
+    await touch([bHash], [new Date(Date.now() + 365 * 86400_000)]);
+    expect((await lastUsed())!.getTime()).toBeLessThanOrEqual(Date.now());
+    // By id (what a list shows) or by a made-up hash: nothing is touched, nothing created.
+    const unknown = createHash('sha256').update(randomUUID()).digest();
+    expect(await touch([unknown, Buffer.from(randomUUID())], [new Date(), new Date()])).toBe(0);
+    expect(await keys()).toBe(before);
+    // Nor can velro_app move it back by hand (row-level security: another user's key).
+    const { rowCount } = await asUser(
+      app,
+      a.userId,
+      'UPDATE api_keys SET last_used_at = NULL WHERE key_hash = $1',
+      [bHash],
+    );
+    expect(rowCount).toBe(0);
+  });
+
+  it('read_generation and list_generations read as their p_user under row-level security, and the setting ends with the call', async () => {
+    const read = (user: string) => app.query('SELECT id FROM read_generation($1, $2)', [user, bGeneration]);
+    expect((await read(a.userId)).rows).toEqual([]);
+    expect((await read(b.userId)).rows).toEqual([{ id: bGeneration }]);
+    const list = (user: string, team: string | null = null) =>
+      app.query('SELECT id FROM list_generations($1, $2, NULL, NULL, NULL, NULL, NULL, 100)', [user, team]);
+    expect((await list(a.userId)).rows).toEqual([]);
+    expect((await list(b.userId)).rows).toContainEqual({ id: bGeneration });
+    await expect(list(a.userId, randomUUID())).rejects.toMatchObject({ code: expect.stringMatching(/^VL/) });
+    // Nothing of B's calls is left on the connection: the next statement is scoped to no one.
+    const after = await app.query(
+      `SELECT current_setting('app.user_id', true) AS setting, (SELECT count(*)::int FROM generations) AS visible`,
+    );
+    expect(after.rows[0]).toMatchObject({ visible: 0 });
+    expect(after.rows[0].setting ?? '').toBe('');
+    // Inside a transaction scoped to A, B's read leaves A's scope as it was.
+    await app.query('BEGIN');
+    try {
+      await app.query(`SELECT set_config('app.user_id', $1, true)`, [a.userId]);
+      expect((await read(b.userId)).rows).toHaveLength(1);
+      const scope = await app.query(
+        `SELECT current_setting('app.user_id') AS s, count(*)::int AS n FROM generations WHERE id = $1`,
+        [bGeneration],
+      );
+      expect(scope.rows[0]).toEqual({ s: a.userId, n: 0 });
+    } finally {
+      await app.query('ROLLBACK');
+    }
+  });
+
+  it("cannot set a generation's credit state: the ledger keeps it", async () => {
+    const state = async (id: string) =>
+      (await system.query('SELECT credit_state FROM generations WHERE id = $1', [id])).rows[0]?.credit_state;
+    expect(await state(bGeneration)).toBe('reserved');
+    await expect(
+      asUser(app, b.userId, `UPDATE generations SET credit_state = 'refunded' WHERE id = $1`, [bGeneration]),
+    ).rejects.toMatchObject(refused);
+    const forged = randomUUID();
+    await app.query('BEGIN');
+    try {
+      await app.query(`SELECT set_config('app.user_id', $1, true)`, [a.userId]);
+      await app.query(
+        `INSERT INTO generations (id, user_id, model, input, credits, provider, credit_state)
+         VALUES ($1, $2, 'imagen4-ultra', '{}', 10, 'local', 'charged')`,
+        [forged, a.userId],
+      );
+      const { rows } = await app.query('SELECT credit_state FROM generations WHERE id = $1', [forged]);
+      expect(rows).toEqual([{ credit_state: 'none' }]);
+    } finally {
+      await app.query('ROLLBACK');
+    }
+    await expect(app.query('SELECT generation_credit_state($1)', [bGeneration])).rejects.toMatchObject(
+      refused,
+    );
   });
 
   it('gives the velro_system login no way to the owner: cannot SET ROLE to it, not superuser, member of no role', async () => {

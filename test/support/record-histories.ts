@@ -219,6 +219,63 @@ export const SCENARIOS = {
       await handle.result();
     },
   },
+  // Since the 'fewer-round-trips' patch: the short database steps are local activities (markers in
+  // the history) and submit answers the provider's first status: a job done at once is stored and
+  // charged without a poll, and a webhook is delivered.
+  'local-steps-instant': {
+    input: { pollInitialMs: 100 },
+    activities: {
+      submitToProvider: async () => ({
+        requestId: 'request-1',
+        status: { state: 'succeeded', logs: ['done'] },
+      }),
+      createWebhookEvent: async (p) => ({
+        eventId: `evt_${p.generationId}`,
+        deliveries: [{ deliveryId: 'delivery-1', workflowId: `webhook-event-1-${p.generationId}` }],
+        retry: { initialMs: 100, maxIntervalMs: 100, maxAttempts: 1 },
+      }),
+    },
+    async drive(handle) {
+      await handle.result();
+      const generationId = handle.workflowId.replace(/^generation-/, '');
+      await handle.client.getHandle(`webhook-event-1-${generationId}`).result();
+    },
+  },
+  // Since the 'fewer-round-trips' patch: queued at submit, polled after a provider webhook, then the
+  // provider fails the job: cancelled there, the slot given back and the credits refunded (local).
+  'local-steps-polled-failure': {
+    input: { pollInitialMs: 100 },
+    activities: {
+      submitToProvider: async () => ({
+        requestId: 'request-1',
+        status: { state: 'queued', queuePosition: 2, logs: ['queued'] },
+      }),
+      checkProvider: polls(running, {
+        state: 'failed',
+        logs: [],
+        error: { code: 'provider_error', message: 'the model failed' },
+      }),
+    },
+    async drive(handle, s) {
+      await s.firstPoll;
+      await handle.signal(providerEventSignal, { requestId: 'request-1' });
+      await handle.result();
+    },
+  },
+  // Since the 'fewer-round-trips' patch: waiting for a slot (checked by a local activity), then a
+  // client's cancel: it leaves the queue and is refunded, all by local activities.
+  'local-steps-capacity-cancel': {
+    input: { pollInitialMs: 100 },
+    activities: {
+      requestCapacity: async () => ({ granted: false, position: 2, recheckMs: 300, maxWaitMs: 3_600_000 }),
+      checkCapacity: async () => ({ granted: false, position: 1, recheckMs: 60_000, maxWaitMs: 3_600_000 }),
+    },
+    async drive(handle) {
+      while ((await handle.query(progressQuery)).queuePosition !== 1) await sleep(50);
+      await handle.executeUpdate(cancelUpdate);
+      await handle.result();
+    },
+  },
   // Admission refused for want of credits: nothing else runs.
   'insufficient-credits': {
     input: {},
