@@ -23,6 +23,8 @@ export interface GenerationEventDeps {
   temporal: Client;
   /** How often the watched generations are read; 500 ms unless given. */
   intervalMs?: number;
+  /** How often at most a running generation's workflow is asked for its logs; 1 s unless given. */
+  progressIntervalMs?: number;
   /** How often the watchers of team generations are checked to be members still; 2 s unless given. */
   accessIntervalMs?: number;
 }
@@ -35,6 +37,9 @@ export interface TeamWatch {
   teamId: string;
   revoked(): void;
 }
+
+/** Progress queries one API process makes per second at most, over all the generations it watches. */
+const PROGRESS_QUERIES_PER_SECOND = 40;
 
 const versionParts = (version: string): [number, number] => {
   const [at = 0, logCount = 0] = version.split('-').map(Number);
@@ -78,10 +83,14 @@ export class GenerationEventHub {
   private readonly rows = new Map<string, { row: StatusRow; position: number | null }>();
   private readonly progress = new Map<string, Progress>();
   private readonly querying = new Set<string>();
+  private readonly queriedAt = new Map<string, number>();
+  /** Watched generations whose workflows have logs to tell (running, not waiting for a slot). */
+  private running = 0;
   private readonly watches = new Set<TeamWatch>();
   private readonly db: Db;
   private readonly temporal: Client;
   private readonly intervalMs: number;
+  private readonly progressIntervalMs: number;
   private readonly accessIntervalMs: number;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -92,6 +101,7 @@ export class GenerationEventHub {
     this.db = deps.db;
     this.temporal = deps.temporal;
     this.intervalMs = deps.intervalMs ?? 500;
+    this.progressIntervalMs = deps.progressIntervalMs ?? 1000;
     this.accessIntervalMs = deps.accessIntervalMs ?? 2000;
   }
 
@@ -116,6 +126,7 @@ export class GenerationEventHub {
         this.last.delete(generationId);
         this.rows.delete(generationId);
         this.progress.delete(generationId);
+        this.queriedAt.delete(generationId);
       }
       if (this.listeners.size === 0 && this.timer) {
         clearInterval(this.timer);
@@ -131,6 +142,7 @@ export class GenerationEventHub {
     this.watches.clear();
     this.rows.clear();
     this.progress.clear();
+    this.queriedAt.clear();
   }
 
   /**
@@ -151,6 +163,7 @@ export class GenerationEventHub {
         this.db,
         rows.filter((r) => r.stage === WAITING_STAGE).map((r) => r.id),
       );
+      this.running = rows.filter((r) => !isTerminal(r.status) && r.stage !== WAITING_STAGE).length;
       for (const row of rows) {
         this.rows.set(row.id, { row, position: positions.get(row.id) ?? null });
         this.publish(row.id);
@@ -164,9 +177,17 @@ export class GenerationEventHub {
     }
   }
 
-  /** Asks the workflow for its progress, unless a query of it is still out; then publishes. */
+  /**
+   * Asks the workflow for its progress, unless a query of it is still out or was made less than
+   * progressIntervalMs ago (each query is a round trip to Temporal and to a worker); then publishes.
+   */
   private async refreshProgress(generationId: string): Promise<void> {
-    if (this.querying.has(generationId)) return;
+    const now = Date.now();
+    // A budget of queries per second for the whole process: with many running generations
+    // watched, each is asked less often (its logs come later; its status and end never do).
+    const interval = Math.max(this.progressIntervalMs, (this.running * 1000) / PROGRESS_QUERIES_PER_SECOND);
+    if (this.querying.has(generationId) || now - (this.queriedAt.get(generationId) ?? 0) < interval) return;
+    this.queriedAt.set(generationId, now);
     this.querying.add(generationId);
     try {
       const progress = await this.progressOf(generationId);
