@@ -1,6 +1,7 @@
 import type { CapacityLimits } from '../lib/capacity/store';
 import type { Db, SystemDb } from '../lib/db/pool';
 import type { Provider, ProviderName } from '../lib/providers/provider';
+import type { WorkerMetrics } from '../lib/metrics/worker-metrics';
 import type { Storage } from '../lib/storage/storage';
 import type { LookupAll, WebhookUrlPolicy } from '../lib/webhooks/url-policy';
 import type { WebhookRetryPolicy } from '../workflows/definitions';
@@ -69,4 +70,6 @@ export interface ActivityDeps {
   webhooks: WebhookDeps;
   inputImages: InputImageDeps;
   capacity: CapacityDeps;
+  /** Outcomes and provider errors, for the worker's /metrics (worker/metrics-server.ts); none counted without it. */
+  metrics?: WorkerMetrics;
 }

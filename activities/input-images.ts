@@ -19,7 +19,7 @@ import {
 } from '../lib/uploads/store';
 import type { GenerationInput } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
-import { providerCall } from './provider';
+import { countProviderError, providerCall } from './provider';
 
 /** The upload a field uses, as far as handing it over needs. */
 type LinkedUpload = Pick<GenerationInputRow, 'upload_id' | 'storage_key' | 'content_type'>;
@@ -169,12 +169,14 @@ export function inputImageActivities(deps: ActivityDeps) {
     } else {
       const provider = uploader(input);
       const bytes = await readStored(upload.storage_key, field);
-      handed = await providerCall(() =>
-        provider.uploadInput!({
-          bytes,
-          contentType: upload.content_type,
-          fileName: uploadFileName(upload.upload_id, upload.content_type),
-        }),
+      handed = await providerCall(
+        () =>
+          provider.uploadInput!({
+            bytes,
+            contentType: upload.content_type,
+            fileName: uploadFileName(upload.upload_id, upload.content_type),
+          }),
+        countProviderError(deps, input.provider, 'upload'),
       );
     }
     if (!handed.url.startsWith('data:')) {

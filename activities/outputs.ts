@@ -8,7 +8,7 @@ import { DownloadRefused, openDownload } from '../lib/providers/download';
 import type { OutputSource, Provider } from '../lib/providers/provider';
 import { ObjectTooLargeError } from '../lib/storage/storage';
 import type { ActivityDeps } from './deps';
-import { providerCall, providerFor, type JobInput } from './provider';
+import { countProviderError, providerCall, providerFor, type JobInput } from './provider';
 
 const EXTENSIONS: Record<string, string> = {
   'image/png': 'png',
@@ -70,7 +70,10 @@ export function outputActivities(deps: ActivityDeps) {
 
   async function storeAll(input: JobInput): Promise<string[]> {
     const { provider, job } = providerFor(deps, input);
-    const sources = await providerCall(() => provider.result({ ...job, requestId: input.requestId }));
+    const sources = await providerCall(
+      () => provider.result({ ...job, requestId: input.requestId }),
+      countProviderError(deps, input.provider, 'result'),
+    );
     if (sources.length === 0)
       throw ApplicationFailure.nonRetryable('the provider returned no output', 'no_output');
     const assetIds: string[] = [];

@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { findModel } from '../lib/catalog/models';
 import { withUserTx } from '../lib/db/pool';
 import { providerRequestIdOf, recordProviderRequest } from '../lib/generations/store';
+import { noWorkerMetrics, type ProviderOperation } from '../lib/metrics/worker-metrics';
 import {
   NonRetryableProviderError,
   RetryableProviderError,
@@ -18,10 +19,11 @@ export type JobInput = GenerationInput & { requestId: string };
  * Rethrows provider errors as failures named by their code: "do not retry" ones as non-retryable,
  * transient ones as retryable, with the provider's Retry-After as the next retry delay.
  */
-export async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
+export async function providerCall<T>(fn: () => Promise<T>, onError?: (err: unknown) => void): Promise<T> {
   try {
     return await fn();
   } catch (err) {
+    onError?.(err);
     if (err instanceof NonRetryableProviderError)
       throw ApplicationFailure.nonRetryable(err.message, err.code);
     if (err instanceof RetryableProviderError) {
@@ -35,6 +37,11 @@ export async function providerCall<T>(fn: () => Promise<T>): Promise<T> {
     throw err;
   }
 }
+
+/** Counts a failed call to `provider` in the worker's metrics. */
+export const countProviderError =
+  (deps: Pick<ActivityDeps, 'metrics'>, provider: string, operation: ProviderOperation) => (err: unknown) =>
+    (deps.metrics ?? noWorkerMetrics).providerError(provider, operation, err);
 
 export function providerFor(
   deps: ActivityDeps,
@@ -65,23 +72,35 @@ export function providerActivities(deps: ActivityDeps) {
         providerRequestIdOf(tx, input.generationId),
       );
       if (!requestId) {
-        ({ requestId } = await providerCall(() => provider.submit(job)));
+        ({ requestId } = await providerCall(
+          () => provider.submit(job),
+          countProviderError(deps, input.provider, 'submit'),
+        ));
         await withUserTx(deps.db, input.userId, (tx) =>
           recordProviderRequest(tx, input.generationId, requestId!),
         );
       }
-      const status = await provider.status({ ...job, requestId }).catch(() => undefined);
+      const status = await provider.status({ ...job, requestId }).catch((err: unknown) => {
+        countProviderError(deps, input.provider, 'status')(err);
+        return undefined;
+      });
       return status ? { requestId, status } : { requestId };
     },
 
     async checkProvider(input: JobInput): Promise<ProviderStatus> {
       const { provider, job } = providerFor(deps, input);
-      return providerCall(() => provider.status({ ...job, requestId: input.requestId }));
+      return providerCall(
+        () => provider.status({ ...job, requestId: input.requestId }),
+        countProviderError(deps, input.provider, 'status'),
+      );
     },
 
     async cancelAtProvider(input: JobInput): Promise<void> {
       const { provider, job } = providerFor(deps, input);
-      await provider.cancel({ ...job, requestId: input.requestId });
+      await provider.cancel({ ...job, requestId: input.requestId }).catch((err: unknown) => {
+        countProviderError(deps, input.provider, 'cancel')(err);
+        throw err;
+      });
     },
   };
 }

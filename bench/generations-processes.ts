@@ -1,5 +1,6 @@
 // The bench's child processes (Velro's worker, the baselines' worker, the zero-cost provider): each a
-// TypeScript entry point run by this Node with tsx's loader, ready once it prints its line.
+// TypeScript entry point run by this Node with tsx's loader (or compiled JavaScript as it is), ready
+// once it prints its line.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -25,9 +26,11 @@ export function startChild(opts: {
   /** Lines of its stderr/stdout worth showing (errors). */
   onLine?: (line: string) => void;
 }): ChildHandle {
+  // Compiled output (dist/…/*.js) runs as it is; sources through tsx's loader.
+  const loader = opts.entry.endsWith('.js') ? [] : ['--import', 'tsx'];
   const child = spawn(
     process.execPath,
-    [...(opts.nodeFlags ?? []), '--import', 'tsx', path.join(PROJECT_ROOT, opts.entry), ...(opts.args ?? [])],
+    [...(opts.nodeFlags ?? []), ...loader, path.join(PROJECT_ROOT, opts.entry), ...(opts.args ?? [])],
     { cwd: PROJECT_ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -1,5 +1,8 @@
 // The generation runs the bench measures, each over real HTTP against the stack of
 // bench/generations-stack.ts: idle submits, throughput, admission, submits under load, worker memory.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../lib/paths';
 import { generationWorkflowId } from '../workflows/definitions';
 import { meanHistoryCost, type HistoryCost } from './generations-history';
 import {
@@ -200,12 +203,29 @@ export async function submitsUnderLoad(
 }
 
 /**
+ * The worker as docker-compose.yml runs it: `npm run build`'s output, a smaller young generation, two
+ * malloc arenas (README: Performance).
+ */
+export const DEPLOYED_WORKER = {
+  entry: 'dist/worker/main.js',
+  nodeFlags: ['--max-semi-space-size=4'],
+  env: { MALLOC_ARENA_MAX: '2' },
+};
+
+/**
  * A fresh worker process (first poll after 60 s, so that parked generations wait quietly, as they
  * would for a webhook) with `count` generations in flight: its RSS once all have reached the provider.
+ * `deployed`: started as DEPLOYED_WORKER, else from the sources under tsx (`npm run worker`).
  */
-export async function workerMemory(s: BenchStack, parked: Parked, count: number) {
+export async function workerMemory(s: BenchStack, parked: Parked, count: number, deployed: boolean) {
   await parked.terminate();
-  const worker = await s.restartWorker({ PROVIDER_POLL_INITIAL_MS: '60000' });
+  if (deployed && !existsSync(path.join(PROJECT_ROOT, DEPLOYED_WORKER.entry))) {
+    throw new Error(`${DEPLOYED_WORKER.entry} is missing: run \`npm run build\` first`);
+  }
+  const worker = await s.restartWorker(
+    { PROVIDER_POLL_INITIAL_MS: '60000', ...(deployed ? DEPLOYED_WORKER.env : {}) },
+    deployed ? DEPLOYED_WORKER : {},
+  );
   const idle = await worker.memory();
   const t = performance.now();
   const before = new Set((await providerJobs(s.providerUrl)).keys());

@@ -23,6 +23,8 @@ import { startChild, type ChildHandle } from './generations-processes';
 
 /** Caps raised so that they never bound the bench (FAL_/LOCAL_MAX_CONCURRENCY, per account). */
 const NO_CAP = '5000';
+/** The worker's entry point: its sources by default; BENCH_WORKER_ENTRY=dist/worker/main.js runs `npm run build`'s output. */
+const WORKER_ENTRY = process.env.BENCH_WORKER_ENTRY ?? 'worker/main.ts';
 
 export interface BenchStack {
   stack: Stack;
@@ -37,7 +39,12 @@ export interface BenchStack {
   providerUrl: string;
   /** Velro's worker process (restartable with other settings: `restartWorker`). */
   worker: ChildHandle;
-  restartWorker(env?: Record<string, string>): Promise<ChildHandle>;
+  restartWorker(env?: Record<string, string>, how?: WorkerStart): Promise<ChildHandle>;
+  /** The baselines' worker and the zero-cost provider (their pids, for CPU meters). */
+  baseline: ChildHandle;
+  provider: ChildHandle;
+  /** Starts one more Velro (or baselines') worker process on the same queues; stopped by `close`. */
+  addWorker(which: 'velro' | 'baseline'): Promise<ChildHandle>;
   /**
    * "Task not found when completing" warnings per child: a workflow task answered after the server
    * had timed it out (10 s), a sign of an overloaded worker or machine.
@@ -46,9 +53,17 @@ export interface BenchStack {
   close(): Promise<void>;
 }
 
+/** How a worker process is started: its entry point and Node flags. */
+export interface WorkerStart {
+  entry?: string;
+  nodeFlags?: string[];
+}
+
 export async function startBenchStack(opts: {
   /** Write a CPU profile of the first Velro worker process into this folder (at its exit). */
   cpuProfileDir?: string;
+  /** Where Postgres and Temporal come from; default: embedded Postgres and the Temporal dev server. */
+  startStack?: (dataDir: string) => Promise<Stack>;
   log: (line: string) => void;
 }): Promise<BenchStack> {
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -77,7 +92,9 @@ export async function startBenchStack(opts: {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'velro-bench-'));
     await fs.chmod(dataDir, 0o755);
     cleanups.push(() => fs.rm(dataDir, { recursive: true, force: true }));
-    const stack = await startStack({ dataDir, uiPort: false, log: () => {} });
+    const stack = await (
+      opts.startStack ?? ((dir) => startStack({ dataDir: dir, uiPort: false, log: () => {} }))
+    )(dataDir);
     cleanups.push(() => stack.stop());
 
     const owner = new Pool({ connectionString: stack.databaseUrl, max: 1 });
@@ -127,11 +144,16 @@ export async function startBenchStack(opts: {
       // Hundreds of submits at once wait for their admission rather than answer 503.
       ADMISSION_TIMEOUT_MS: '120000',
       RATE_LIMIT_MAX: '1000000',
+      // A worker is restarted while the last may still hold the port: no metrics server.
+      WORKER_METRICS_PORT: '0',
     };
 
-    const startWorker = (extra: Record<string, string>, nodeFlags: string[] = []) =>
+    const startWorker = (
+      extra: Record<string, string>,
+      { entry = WORKER_ENTRY, nodeFlags = [] }: WorkerStart = {},
+    ) =>
       startChild({
-        entry: 'worker/main.ts',
+        entry,
         env: {
           ...env,
           LOG_LEVEL: 'info',
@@ -148,19 +170,21 @@ export async function startBenchStack(opts: {
         onLine: onChildLine('worker'),
       });
     const profFlags = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
-    let worker = startWorker({}, profFlags);
+    let worker = startWorker({}, { nodeFlags: profFlags });
     cleanups.push(() => worker.stop());
-    const baseline = startChild({
-      entry: 'bench/baseline-worker.ts',
-      env: {
-        BENCH_TEMPORAL_ADDRESS: stack.temporalAddress,
-        BENCH_DATABASE_URL: stack.appDatabaseUrl,
-        BENCH_BUNDLE: baselineBundle,
-        BENCH_POOL_MAX: env.DATABASE_POOL_MAX!,
-      },
-      readyLine: /baseline worker started/,
-      onLine: onChildLine('baseline'),
-    });
+    const startBaseline = () =>
+      startChild({
+        entry: 'bench/baseline-worker.ts',
+        env: {
+          BENCH_TEMPORAL_ADDRESS: stack.temporalAddress,
+          BENCH_DATABASE_URL: stack.appDatabaseUrl,
+          BENCH_BUNDLE: baselineBundle,
+          BENCH_POOL_MAX: env.DATABASE_POOL_MAX!,
+        },
+        readyLine: /baseline worker started/,
+        onLine: onChildLine('baseline'),
+      });
+    const baseline = startBaseline();
     cleanups.push(() => baseline.stop());
 
     const connection = await Connection.connect({ address: stack.temporalAddress });
@@ -213,9 +237,17 @@ export async function startBenchStack(opts: {
       get worker() {
         return worker;
       },
-      async restartWorker(extra = {}) {
+      baseline,
+      provider,
+      async addWorker(which) {
+        const added = which === 'velro' ? startWorker({}) : startBaseline();
+        cleanups.push(() => added.stop());
+        await added.ready;
+        return added;
+      },
+      async restartWorker(extra = {}, how = {}) {
         await worker.stop();
-        worker = startWorker(extra);
+        worker = startWorker(extra, how);
         await worker.ready;
         return worker;
       },

@@ -51,17 +51,20 @@ export async function cpuPercentOver(sources: CpuSources, ms: number): Promise<R
   return stop();
 }
 
-/** Starts api/server.ts with `env` on a free loopback port and waits until /health answers. */
+/**
+ * Starts api/server.ts (or `opts.script`) with `env` on a free loopback port and waits until
+ * /health answers.
+ */
 export async function startApiProcess(
   env: Record<string, string>,
-  opts: { cpuProfDir?: string; logFile?: string } = {},
+  opts: { cpuProfDir?: string; logFile?: string; script?: string } = {},
 ): Promise<ApiProcess> {
   const port = await freePort();
   const nodeArgs = ['--import', 'tsx'];
   if (opts.cpuProfDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`);
   const child: ChildProcess = spawn(
     process.execPath,
-    [...nodeArgs, path.join(PROJECT_ROOT, 'api/server.ts')],
+    [...nodeArgs, path.join(PROJECT_ROOT, opts.script ?? 'api/server.ts')],
     {
       cwd: PROJECT_ROOT,
       env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },

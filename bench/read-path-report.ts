@@ -52,6 +52,14 @@ export async function reportReadPath(r: {
       );
     }
     log(`target: GET /v1/generations/:id ≥ ${READ_TARGET}× /health: ${met((readRatio ?? 0) >= READ_TARGET)}`);
+    const floor = reads.find((c) => c.label.startsWith('floor: bare Fastify, the same'));
+    if (floor && single) {
+      log(
+        `  the floor (one statement per request and nothing else; its own process, in the API CPU column) runs at ` +
+          `${(floor.requestsPerSecond / health.requestsPerSecond).toFixed(2)}× /health; the full GET at ` +
+          `${(single.requestsPerSecond / floor.requestsPerSecond).toFixed(2)}× the floor`,
+      );
+    }
     for (const c of reads.slice(1)) {
       const waits = c.dbWaits.slice(0, 4).map((w) => `${w.what} ${w.average.toFixed(1)}`);
       log(`  ${c.label}: the API's busy Postgres sessions on average: ${waits.join(', ') || 'none'}`);

@@ -128,9 +128,10 @@ const bench: Bench = {
 
     let stopWorker: (() => Promise<void>) | undefined;
     let api: ApiProcess | undefined;
+    let floor: ApiProcess | undefined;
     try {
       const key = generateApiKey();
-      await withSystemTx(systemDb, async (tx) => {
+      const userId = await withSystemTx(systemDb, async (tx) => {
         const { rows } = await tx.query<{ id: string }>('SELECT create_user($1, NULL) AS id', [
           `bench-${randomUUID()}@velro.local`,
         ]);
@@ -141,6 +142,7 @@ const bench: Bench = {
           amount: 10_000_000,
           reason: 'bench',
         });
+        return rows[0]!.id;
       });
       const authorization = `Bearer ${key.key}`;
       stopWorker = await startWorker(0);
@@ -182,7 +184,11 @@ const bench: Bench = {
           throw new Error(`a generation did not succeed with an output: ${JSON.stringify(finished)}`);
         }
         progress(`${FINISHED} generations finished`);
-        const cases = [
+        floor = await startApiProcess(
+          { ...env, FLOOR_USER_ID: userId },
+          { script: 'bench/read-path-floor.ts', logFile: apiLog },
+        );
+        const cases: { label: string; path: string; auth?: boolean; server?: ApiProcess }[] = [
           { label: 'GET /health (ceiling)', path: '/health' },
           {
             label: 'GET /v1/generations/:id (API key)',
@@ -190,13 +196,20 @@ const bench: Bench = {
             auth: true,
           },
           { label: 'GET /v1/generations?limit=20 (API key)', path: '/v1/generations?limit=20', auth: true },
+          {
+            label: 'floor: bare Fastify, the same one statement (no auth, hooks or schema)',
+            path: `/floor/${finished[0]!.id}`,
+            server: floor,
+          },
+          { label: 'floor: bare Fastify, SELECT 1', path: '/floor/select-1', server: floor },
         ];
         for (const c of cases) {
+          const server = c.server ?? api;
           const load = {
-            url: `${apiUrl}${c.path}`,
+            url: `${server.baseUrl}${c.path}`,
             headers: c.auth ? { authorization } : undefined,
             connections: clients,
-            cpu,
+            cpu: { ...cpu, api: server.cpuSeconds },
           };
           await runLoad({ ...load, seconds: 1 }); // warm-up
           const stopSampler = startWaitSampler(stack.databaseUrl);
@@ -270,6 +283,7 @@ const bench: Bench = {
       });
     } finally {
       await api?.stop();
+      await floor?.stop();
       await stopWorker?.();
       await native.close();
       await connection.close();

@@ -1,8 +1,10 @@
-// `npm run bench [-- <name>... [--seconds N] [--clients N]]`: runs each benchmark in turn (all by default).
-// A benchmark is a module exporting a `Bench`; add it to BENCHES below.
+// `npm run bench [-- <name>... [--seconds N] [--clients N] [--cluster]]`: runs each benchmark in turn (all by
+// default). A benchmark is a module exporting a `Bench`; add it to BENCHES below, and its variant on the
+// real cluster (lib/dev/cluster.ts) to ON_CLUSTER.
 import { parseArgs } from 'node:util';
 import fairness from './fairness';
 import generations from './generations';
+import generationsOnCluster from './generations-cluster';
 import ledger from './ledger';
 import readPath from './read-path';
 
@@ -21,19 +23,26 @@ export interface Bench {
 }
 
 const BENCHES: Bench[] = [ledger, generations, fairness, readPath];
+/** `--cluster`: these run in place of the bench of the same name. */
+const ON_CLUSTER: Bench[] = [generationsOnCluster];
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     options: {
       seconds: { type: 'string', default: '5' },
       clients: { type: 'string', default: '16' },
+      cluster: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
     allowPositionals: true,
   });
-  const usage = `usage: npm run bench -- [${BENCHES.map((b) => b.name).join('|')}]... [--seconds N] [--clients N]`;
+  const usage = `usage: npm run bench -- [${BENCHES.map((b) => b.name).join('|')}]... [--seconds N] [--clients N] [--cluster]`;
   if (values.help) {
-    console.log(`${usage}\n${BENCHES.map((b) => `  ${b.name}: ${b.description}`).join('\n')}`);
+    const lines = [
+      ...BENCHES.map((b) => `  ${b.name}: ${b.description}`),
+      ...ON_CLUSTER.map((b) => `  ${b.name} --cluster: ${b.description}`),
+    ];
+    console.log(`${usage}\n${lines.join('\n')}`);
     return 0;
   }
   const seconds = Number(values.seconds);
@@ -47,7 +56,15 @@ async function main(): Promise<number> {
     console.error(`unknown bench: ${unknown.join(', ')}\n${usage}`);
     return 64;
   }
-  const selected = positionals.length ? BENCHES.filter((b) => positionals.includes(b.name)) : BENCHES;
+  let selected = positionals.length ? BENCHES.filter((b) => positionals.includes(b.name)) : BENCHES;
+  if (values.cluster) {
+    const without = selected.filter((b) => !ON_CLUSTER.some((c) => c.name === b.name));
+    if (without.length) {
+      console.error(`--cluster: no cluster variant of ${without.map((b) => b.name).join(', ')}\n${usage}`);
+      return 64;
+    }
+    selected = selected.map((b) => ON_CLUSTER.find((c) => c.name === b.name)!);
+  }
   for (const bench of selected) {
     console.log(`\n== ${bench.name}: ${bench.description}`);
     const started = Date.now();

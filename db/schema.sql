@@ -8,7 +8,7 @@
 -- test/integration/schema-file.test.ts regenerates it from the test stack's database and fails
 -- when this file differs.
 
--- Functions (68)
+-- Functions (70)
 
 CREATE OR REPLACE FUNCTION public.accept_team_invitation(p_token_hash bytea)
  RETURNS TABLE(outcome text, team_id uuid, role text)
@@ -1129,6 +1129,51 @@ CREATE OR REPLACE FUNCTION public.provider_webhook_generations(p_provider text, 
 AS $function$
   SELECT f.id, f.status FROM find_generations_by_provider_request(p_provider, p_request_key) f
   WHERE p_request_key <> '' AND f.status IN ('queued', 'running')
+$function$;
+
+CREATE OR REPLACE FUNCTION public.rate_limit_hit(p_bucket text, p_window_ms integer)
+ RETURNS TABLE(hits integer, ttl_ms integer)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+DECLARE
+  v_now timestamptz := clock_timestamp();
+  v_inserted boolean;
+BEGIN
+  IF p_window_ms IS NULL OR p_window_ms NOT BETWEEN 1 AND 86400000 THEN
+    RAISE EXCEPTION 'a rate-limit window is 1 ms to 1 day' USING ERRCODE = 'VL400';
+  END IF;
+  IF p_bucket IS NULL OR length(p_bucket) NOT BETWEEN 1 AND 1000 THEN
+    RAISE EXCEPTION 'a rate-limit bucket is 1 to 1000 characters' USING ERRCODE = 'VL400';
+  END IF;
+  INSERT INTO rate_limit_counts AS c (bucket, window_ends_at, hits)
+  VALUES (p_bucket, v_now + p_window_ms * interval '1 millisecond', 1)
+  ON CONFLICT (bucket) DO UPDATE
+    SET hits = CASE WHEN c.window_ends_at <= v_now THEN 1 ELSE c.hits + 1 END,
+        window_ends_at = CASE WHEN c.window_ends_at <= v_now THEN excluded.window_ends_at ELSE c.window_ends_at END
+  RETURNING c.hits, ceil(extract(epoch FROM c.window_ends_at - v_now) * 1000)::integer, c.xmax = 0
+  INTO hits, ttl_ms, v_inserted;
+  IF v_inserted THEN
+    DELETE FROM rate_limit_counts d
+    WHERE d.ctid = ANY (ARRAY(
+      SELECT e.ctid FROM rate_limit_counts e WHERE e.window_ends_at <= v_now
+      LIMIT 4 FOR UPDATE SKIP LOCKED));
+  END IF;
+  RETURN NEXT;
+END $function$;
+
+CREATE OR REPLACE FUNCTION public.rate_limit_peek(p_bucket text)
+ RETURNS TABLE(hits integer, ttl_ms integer)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+  SELECT coalesce(max(c.hits), 0),
+         coalesce(max(ceil(extract(epoch FROM c.window_ends_at - clock_timestamp()) * 1000)::integer), 0)
+  FROM rate_limit_counts c
+  WHERE c.bucket = p_bucket AND c.window_ends_at > clock_timestamp()
 $function$;
 
 CREATE OR REPLACE FUNCTION public.read_generation(p_user uuid, p_id uuid)

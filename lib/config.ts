@@ -251,8 +251,25 @@ export const configSchema = z.object({
   /** A prebuilt workflow bundle for workers (default: dist/ in production, else bundled at start). */
   TEMPORAL_WORKFLOW_BUNDLE: optionalText,
   TEMPORAL_UI_PORT: z.coerce.number().int().min(1).max(65535).default(8233),
-  /** Workflows a worker keeps in memory between their tasks (the SDK's: from the heap size). */
-  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100_000).optional(),
+  /** Worker Versioning (README, Rolling out): the Worker Deployment this worker's build belongs to. */
+  TEMPORAL_DEPLOYMENT_NAME: z
+    .string()
+    .trim()
+    .regex(/^[^.\s]{1,200}$/, 'a name without dots or spaces')
+    .default('velro'),
+  /** This worker's build; unset = an unversioned worker (no Worker Deployment, patched() alone). */
+  TEMPORAL_BUILD_ID: optionalText.pipe(
+    z
+      .string()
+      .regex(/^\S{1,200}$/, 'a build id without spaces')
+      .optional(),
+  ),
+  /**
+   * Workflows a worker keeps in memory between their tasks. Bounded so that memory does not grow with
+   * the generations in flight (the SDK's default follows the heap: ~0.14 MB each, thousands of them);
+   * an evicted generation replays its short history at its next task.
+   */
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100_000).default(100),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt(10_000).default(40),
   WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt(10_000).default(100),
   WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: positiveInt(10_000).default(100),
@@ -386,6 +403,14 @@ export const configSchema = z.object({
   PROVIDER_OUTPUT_ALLOW_LOOPBACK: flag,
   /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
   METRICS_TOKEN: optionalText,
+  /** The worker's /metrics (Velro's and the Temporal SDK's, worker/metrics-server.ts); 0 turns it off. */
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** Loopback by default: set 0.0.0.0 where Prometheus scrapes from another host or container. */
+  WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  /** `npm run cluster`: the port of its round-robin proxy in front of the API replicas (0: any free one). */
+  CLUSTER_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** `npm run cluster`: where it keeps Postgres, the logins and the replicas' data between runs. */
+  CLUSTER_DATA_DIR: z.string().trim().min(1).default('.data-cluster'),
   /** `smtp://user:pass@host:587` or `smtps://…:465`: team invitations are e-mailed through it; unset, none are. */
   SMTP_URL: optionalText.pipe(
     z

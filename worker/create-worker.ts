@@ -39,8 +39,25 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     // Let in-flight activities finish on SIGTERM; whatever is cut off is retried elsewhere.
     shutdownGraceTime: '10 seconds',
     ...workerTuning(setup.config),
+    ...workerVersioning(setup.config),
     ...setup.overrides,
   });
+}
+
+/**
+ * With TEMPORAL_BUILD_ID set, the worker joins its Worker Deployment as that build (README, Rolling
+ * out); without it, it stays unversioned. Workflows that declare no behaviour of their own
+ * (workflows/*) move to the current build at their next task, so their changes still need patched().
+ */
+export function workerVersioning(config: Config): Partial<WorkerOptions> {
+  if (!config.TEMPORAL_BUILD_ID) return {};
+  return {
+    workerDeploymentOptions: {
+      version: { deploymentName: config.TEMPORAL_DEPLOYMENT_NAME, buildId: config.TEMPORAL_BUILD_ID },
+      useWorkerVersioning: true,
+      defaultVersioningBehavior: 'AUTO_UPGRADE',
+    },
+  };
 }
 
 /** The worker's slots and cache (README, Performance: what each one bounds). */
@@ -49,9 +66,7 @@ function workerTuning(config: Config): Partial<WorkerOptions> {
     maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
     maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
     maxConcurrentLocalActivityExecutions: config.WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES,
-    ...(config.WORKER_MAX_CACHED_WORKFLOWS !== undefined
-      ? { maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS }
-      : {}),
+    maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
   };
 }
 
@@ -62,7 +77,7 @@ export function activityDeps(
     ...parts
   }: Pick<
     ActivityDeps,
-    'db' | 'systemDb' | 'storage' | 'providers' | 'workflowState' | 'stoppedGenerations'
+    'db' | 'systemDb' | 'storage' | 'providers' | 'workflowState' | 'stoppedGenerations' | 'metrics'
   > & {
     /** Without it, granted generations learn of their slot at their next check (CAPACITY_RECHECK_MS). */
     signalGranted?: ActivityDeps['capacity']['signalGranted'];

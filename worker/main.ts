@@ -5,7 +5,9 @@ import { checkLogin, prepareDatabase } from '../lib/db/logins';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoints } from '../lib/wiring/endpoints';
 import { createDb, createProviders, createStorage, createSystemDb } from '../lib/wiring/from-config';
+import { ensureSearchAttributes, SearchAttributeError } from '../lib/temporal/register-search-attributes';
 import { activityDeps, createWorker } from './create-worker';
+import { prepareWorkerMetrics } from './metrics-server';
 import { ensureReconcilerSchedule } from './reconciler-schedule';
 import { signalCapacityGrantedOf, stoppedGenerationsOf, workflowStateOf } from './workflow-state';
 
@@ -13,9 +15,14 @@ async function main() {
   const config = loadConfig();
   const log = pino({ level: config.LOG_LEVEL, base: { process: 'worker' } });
   const levels = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' } as const;
+  // Before Runtime.install: it binds the SDK's Prometheus exporter where /metrics relays it from.
+  const workerMetrics = await prepareWorkerMetrics(config);
   Runtime.install({
     logger: new DefaultLogger('INFO', ({ level, message, meta }) => log[levels[level]](meta ?? {}, message)),
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } },
+    telemetryOptions: {
+      logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) },
+      ...workerMetrics.telemetry,
+    },
   });
   // Activities log in as velro_app; the reconciler's system paths as velro_system.
   const { appDatabaseUrl, systemDatabaseUrl, temporalAddress } = resolveEndpoints(config, {
@@ -43,6 +50,7 @@ async function main() {
     connectTimeout: '10 seconds',
   });
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  await registerSearchAttributes(clientConnection, config.TEMPORAL_NAMESPACE, log);
   const storage = createStorage(config);
   const worker = await createWorker({
     config,
@@ -55,18 +63,38 @@ async function main() {
       workflowState: workflowStateOf(client),
       stoppedGenerations: stoppedGenerationsOf(client),
       signalGranted: signalCapacityGrantedOf(client),
+      metrics: workerMetrics.metrics,
     }),
   });
+  const metricsServer = await workerMetrics.serve({ db, systemDb, log });
   const schedule = await ensureReconcilerSchedule(client, config.TEMPORAL_TASK_QUEUE);
   log.info({ schedule }, 'ledger reconciler schedule ready');
-  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporalAddress }, 'worker started');
+  log.info(
+    { taskQueue: config.TEMPORAL_TASK_QUEUE, temporalAddress, metricsPort: metricsServer.port },
+    'worker started',
+  );
   // Runtime shuts the worker down on SIGINT/SIGTERM; run() resolves once it has drained.
   await worker.run();
+  await metricsServer.close();
   await clientConnection.close();
   await connection.close();
   await db.end();
   await systemDb.end();
   log.info('worker stopped');
+}
+
+/**
+ * Velro's search attributes, registered in the namespace if missing. A server that refuses (Temporal
+ * Cloud) only gets a warning with the tcld command: an operator may have registered them already.
+ */
+async function registerSearchAttributes(connection: Connection, namespace: string, log: pino.Logger) {
+  try {
+    const { added } = await ensureSearchAttributes(connection, namespace);
+    log.info({ namespace, added }, 'search attributes ready');
+  } catch (err) {
+    if (!(err instanceof SearchAttributeError) || err.kind !== 'refused') throw err;
+    log.warn({ namespace }, err.message);
+  }
 }
 
 main().catch((err) => {

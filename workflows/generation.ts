@@ -10,9 +10,11 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  setWorkflowOptions,
   startChild,
   upsertSearchAttributes,
   allHandlersFinished,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
 import {
@@ -173,6 +175,14 @@ export const FEWER_ROUND_TRIPS_PATCH = 'fewer-round-trips';
 
 /** The image fields of a model input (IMAGE_FIELDS of lib/catalog/models.ts, not workflow code). */
 const IMAGE_FIELDS = ['image_url', 'end_image_url'] as const;
+
+// On a versioned worker a generation finishes on the build that started it (README, Rolling out).
+// An unversioned worker (a build id but no deployment name) must declare no behaviour: its task
+// completion would be refused.
+setWorkflowOptions(
+  () => (workflowInfo().currentDeploymentVersion?.deploymentName ? { versioningBehavior: 'PINNED' } : {}),
+  GenerationWorkflow,
+);
 
 /**
  * One generation: reserve its credits, run it at the provider, keep its outputs, then commit the

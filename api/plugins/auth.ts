@@ -79,7 +79,8 @@ const TOKEN_PROBLEMS = {
  * database's revocation feed is connected, which evicts on every revocation, deletion or role change
  * whoever makes it; this process's own revocations evict before they are answered. A key's last use
  * is written in batches (LastUsedBatcher), not per request.
- * Failed credentials count against a per-address limit: past it, 429 without touching the database.
+ * Failed credentials count against a per-address limit: past it, 429 before the credential is
+ * looked up. The count is in Postgres (security's store), shared by every replica.
  */
 export default fp(
   async function auth(app: FastifyInstance) {
@@ -121,6 +122,16 @@ export default fp(
       signJwt(key, { sub: user.id, role: user.role }, ttl),
     );
 
+    // Past the address's failed-credential limit, a credential that would be looked up in the
+    // database gets 429 instead. A cached one was proven already: no count is read for it, so a
+    // read costs no extra round trip.
+    async function refuseIfBlocked(req: FastifyRequest) {
+      const before = await failures(req, { increment: false });
+      if (!before.isAllowed && before.isExceeded) {
+        throw rateLimited(`${before.ttlInSeconds} seconds`, before.ttlInSeconds);
+      }
+    }
+
     async function resolve(req: FastifyRequest): Promise<Caller> {
       const header = req.headers.authorization;
       if (!header) throw unauthorized('Send `Authorization: Bearer <API key or login token>`.');
@@ -134,6 +145,7 @@ export default fp(
         const cacheKey = `key:${hash.toString('hex')}`;
         let owner = cache.get(cacheKey);
         if (!owner) {
+          await refuseIfBlocked(req);
           const token = cache.begin();
           const found = await apiKeyOwner(app.db, hash);
           if (!found) throw unauthorized('Unknown or revoked API key.');
@@ -149,6 +161,7 @@ export default fp(
       const cacheKey = `user:${check.claims.sub}`;
       let user = cache.get(cacheKey);
       if (!user) {
+        await refuseIfBlocked(req);
         const token = cache.begin();
         const found = await userRole(app.db, check.claims.sub);
         if (!found) throw unauthorized('This account no longer exists.');
@@ -160,12 +173,6 @@ export default fp(
 
     app.decorate('authenticate', async (req: FastifyRequest) => {
       const presented = req.headers.authorization !== undefined;
-      if (presented) {
-        const before = await failures(req, { increment: false });
-        if (!before.isAllowed && before.isExceeded) {
-          throw rateLimited(`${before.ttlInSeconds} seconds`, before.ttlInSeconds);
-        }
-      }
       try {
         req.caller = await resolve(req);
       } catch (err) {

@@ -65,8 +65,14 @@ function impliedErrors(route: RouteOptions, schema: Schema, facts: RouteFacts | 
         '`idempotency_in_progress`: a request with this Idempotency-Key is still running (retry after `Retry-After`)',
       );
   }
-  if (!UNLIMITED_ROUTES.has(route.url))
+  if (!UNLIMITED_ROUTES.has(route.url)) {
     errors.set(429, '`rate_limited`: too many requests in the window (retry after `Retry-After`)');
+    if (!errors.has(503))
+      errors.set(
+        503,
+        '`unavailable`: the request could not be counted against its rate limit (database unreachable; retry after `Retry-After`)',
+      );
+  }
   errors.set(500, '`internal_error`: something failed on our side (details are logged, not sent)');
   return errors;
 }

@@ -14,9 +14,8 @@ const assets: FastifyPluginAsyncZod = async (app) => {
     '/v1/assets/:id',
     {
       // Signed URLs work without a key (that is their point); unsigned requests need one.
-      config: { public: true },
       // Outputs are embedded by clients' web pages (<img src>), on other origins.
-      helmet: { crossOriginResourcePolicy: { policy: 'cross-origin' } },
+      config: { public: true, crossOrigin: true },
       schema: {
         tags: ['assets'],
         summary: 'A stored output',

@@ -316,8 +316,7 @@ const uploads: FastifyPluginAsyncZod = async (app) => {
     '/v1/uploads/:id/content',
     {
       // Signed URLs work without a key (a provider fetching its input); unsigned requests need one.
-      config: { public: true },
-      helmet: { crossOriginResourcePolicy: { policy: 'cross-origin' } },
+      config: { public: true, crossOrigin: true },
       schema: {
         tags: ['uploads'],
         summary: "An upload's bytes",

@@ -407,6 +407,8 @@ describe('the database wall: the velro_app login cannot step around row-level se
       'list_generations(uuid,uuid,uuid,text,text,timestamp with time zone,uuid,integer)',
       'provider_request_key(text)',
       'provider_webhook_generations(text,text)',
+      'rate_limit_hit(text,integer)',
+      'rate_limit_peek(text)',
       'read_generation(uuid,uuid)',
       'record_provider_webhook(text,text)',
       'register_user(text,text)',

@@ -30,6 +30,8 @@ export function startWorkerProcess(
       VELRO_DATA_DIR: api.config.dataDir,
       LOCAL_PROVIDER_LATENCY_MS: api.config.LOCAL_PROVIDER_LATENCY_MS.toString(),
       LOCAL_PROVIDER_FAILURE_RATE: api.config.LOCAL_PROVIDER_FAILURE_RATE.toString(),
+      // Several workers at once on one machine: none binds the metrics port.
+      WORKER_METRICS_PORT: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
