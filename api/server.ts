@@ -1,4 +1,5 @@
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
+import { connectTemporalClient } from '../lib/temporal/client-connection';
 import { assetSigningKey } from '../lib/auth/signing-key';
 import { checkLogin, prepareDatabase } from '../lib/db/logins';
 import { loadConfig } from '../lib/config';
@@ -16,7 +17,7 @@ async function main() {
     await prepareDatabase(config.DATABASE_URL, { appDatabaseUrl, signupCredits: config.SIGNUP_CREDITS });
   }
   const logger = { level: config.LOG_LEVEL, base: { process: 'api' } };
-  const connection = await Connection.connect({ address: temporalAddress, connectTimeout: '10 seconds' });
+  const connection = await connectTemporalClient(temporalAddress);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const db = createDb(config, appDatabaseUrl, 'velro-api');
   await checkLogin(db, 'velro_app');

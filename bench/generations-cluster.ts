@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Connection, type Client } from '@temporalio/client';
-import { setCurrentBuild } from '../scripts/worker-deployment';
+import { setCurrentBuild } from '../lib/temporal/worker-deployment';
 import { BASELINE_TASK_QUEUE } from './baseline-activity';
 import { gitDescribe } from './generations';
 import { startClusterStack, type ClusterStack } from './generations-cluster-stack';

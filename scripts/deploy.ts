@@ -7,7 +7,11 @@
 import { Connection } from '@temporalio/client';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoints } from '../lib/wiring/endpoints';
-import { describeDeployment, setCurrentBuild, type DeploymentTarget } from './worker-deployment';
+import {
+  describeDeployment,
+  setCurrentBuild,
+  type DeploymentTarget,
+} from '../lib/temporal/worker-deployment';
 
 const EXIT = { ok: 0, refused: 1, unreachable: 2, usage: 64 } as const;
 const USAGE = 'usage: npm run deploy -- status | promote <build id>';

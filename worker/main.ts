@@ -1,5 +1,6 @@
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { Client, Connection } from '@temporalio/client';
+import { Client, type Connection } from '@temporalio/client';
+import { connectTemporalClient } from '../lib/temporal/client-connection';
 import pino from 'pino';
 import { checkLogin, prepareDatabase } from '../lib/db/logins';
 import { loadConfig } from '../lib/config';
@@ -45,10 +46,7 @@ async function main() {
   await checkLogin(db, 'velro_app');
   await checkLogin(systemDb, 'velro_system');
   const connection = await NativeConnection.connect({ address: temporalAddress });
-  const clientConnection = await Connection.connect({
-    address: temporalAddress,
-    connectTimeout: '10 seconds',
-  });
+  const clientConnection = await connectTemporalClient(temporalAddress);
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
   await registerSearchAttributes(clientConnection, config.TEMPORAL_NAMESPACE, log);
   const storage = createStorage(config);

@@ -202,9 +202,10 @@ export async function submitGeneration(
     if (err instanceof WorkflowExecutionAlreadyStartedError) return alreadyRun(deps, userId, generationId);
     deps.log.warn({ err, generationId }, 'admission did not complete');
     // The workflow may still run later; cancel it so that whatever it reserved is refunded.
-    await temporal.workflow
-      .getHandle(generationWorkflowId(generationId))
-      .cancel()
+    await temporal
+      .withDeadline(Date.now() + CANCEL_TIMEOUT_MS, () =>
+        temporal.workflow.getHandle(generationWorkflowId(generationId)).cancel(),
+      )
       .catch(() => undefined);
     throw new ApiError(503, 'unavailable', 'Generations cannot be started right now; try again shortly.', {
       headers: { 'retry-after': '5' },

@@ -9,7 +9,7 @@ import { provisionLogins } from '../db/logins';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { freePort } from '../net/free-port';
 import { writeServerConfig, type ServerPorts } from '../temporal/cluster-config';
-import { managedProcess, type ManagedProcess } from '../temporal/cluster-process';
+import { managedProcess, type ManagedProcess } from './managed-process';
 import { applyTemporalSchemas, ensureTemporalLogin } from '../temporal/cluster-schema';
 import { ensureNamespace, temporalServerProcess } from '../temporal/cluster-server';
 import { ensureUiServer, uiServerProcess, untilHttpOk } from '../temporal/cluster-ui';

@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
-import { managedProcess, type ManagedProcess } from './cluster-process';
+import { managedProcess, type ManagedProcess } from '../dev/managed-process';
 import { ensureSearchAttributes } from './register-search-attributes';
 
 const READY_TIMEOUT_MS = 90_000;

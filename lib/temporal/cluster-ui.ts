@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cacheDir } from './cli';
 import { errorText, exec, isExecutable } from './cluster-exec';
-import { managedProcess, type ManagedProcess } from './cluster-process';
+import { managedProcess, type ManagedProcess } from '../dev/managed-process';
 import { downloadAndExtract, goInstall } from './server-binary';
 
 /** The UI server version the pinned CLI (1.9.1) embeds, so the UI is the one `npm start` shows. */

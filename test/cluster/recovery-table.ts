@@ -25,6 +25,7 @@ export function formatRecoveryTable(records: FaultRecord[]): string {
     'first 200 after gone',
     'first completion after fault',
     'answers',
+    'slowest answer',
     'non-2xx',
   ];
   const rows = records.map((r) => {
@@ -41,6 +42,7 @@ export function formatRecoveryTable(records: FaultRecord[]): string {
       seconds(r.first200 === undefined ? undefined : r.first200 - r.downAt),
       seconds(r.completion === undefined ? undefined : r.completion - r.at),
       String(r.answers.length),
+      seconds(Math.max(0, ...r.answers.map((a) => a.doneAt - a.sentAt))),
       [...non2xx.entries()].map(([k, n]) => `${n}× ${k}`).join(', ') || 'none',
     ];
   });

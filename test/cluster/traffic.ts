@@ -23,7 +23,11 @@ export interface Tracked {
 }
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
-const REQUEST_TIMEOUT_MS = 20_000;
+/**
+ * Longer than the API's own bounds (a submit waits up to ADMISSION_TIMEOUT_MS, 30 s, for admission,
+ * then up to 10 s to cancel what it started), so a slow answer is seen, and reported, as what it is.
+ */
+const REQUEST_TIMEOUT_MS = 45_000;
 
 export class Traffic {
   readonly answers: Answer[] = [];

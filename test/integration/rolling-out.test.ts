@@ -4,7 +4,7 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { withSystemTx } from '../../lib/db/pool';
 import { createProviders, createStorage } from '../../lib/wiring/from-config';
-import { describeDeployment, type DeploymentTarget } from '../../scripts/worker-deployment';
+import { describeDeployment, type DeploymentTarget } from '../../lib/temporal/worker-deployment';
 import { activityDeps, createWorker } from '../../worker/create-worker';
 import { signalCapacityGrantedOf, stoppedGenerationsOf, workflowStateOf } from '../../worker/workflow-state';
 import { generationWorkflowId } from '../../workflows/definitions';
