@@ -67,12 +67,12 @@ function impliedErrors(route: RouteOptions, schema: Schema, facts: RouteFacts | 
   }
   if (!UNLIMITED_ROUTES.has(route.url)) {
     errors.set(429, '`rate_limited`: too many requests in the window (retry after `Retry-After`)');
-    if (!errors.has(503))
-      errors.set(
-        503,
-        '`unavailable`: the request could not be counted against its rate limit (database unreachable; retry after `Retry-After`)',
-      );
   }
+  if (!errors.has(503))
+    errors.set(
+      503,
+      '`unavailable`: the database could not be reached, or the request not counted against its rate limit (retry after `Retry-After`)',
+    );
   errors.set(500, '`internal_error`: something failed on our side (details are logged, not sent)');
   return errors;
 }

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { isDatabaseUnreachable } from '../../lib/db/unreachable';
 import { ApiError, problem } from '../errors';
 import { lingerOnClose, MAX_URL_LENGTH } from '../limits';
 
@@ -39,6 +40,16 @@ export default fp(
                 ? 'rate_limited'
                 : 'invalid_request';
         return send(status, problem(status, code, err.message, req.id));
+      }
+      // Postgres went away under the request (restart, failover): the client can retry, as it can
+      // when the rate-limit count or Temporal is unavailable.
+      if (isDatabaseUnreachable(err)) {
+        req.log.warn({ err }, 'database unreachable');
+        return send(
+          503,
+          problem(503, 'unavailable', 'The service cannot answer right now; try again shortly.', req.id),
+          { 'retry-after': '5' },
+        );
       }
       req.log.error({ err }, 'unhandled error');
       return send(500, problem(500, 'internal_error', 'Something went wrong on our side.', req.id));
