@@ -16,6 +16,10 @@ export class ApiError extends Error {
   }
 }
 
+/** 503 `unavailable`: a dependency is down or slow; the client may send the same request again later. */
+export const unavailable = (detail: string, retryAfterSeconds = 5) =>
+  new ApiError(503, 'unavailable', detail, { headers: { 'retry-after': String(retryAfterSeconds) } });
+
 export const TITLES: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',

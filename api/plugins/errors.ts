@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { isDatabaseUnreachable } from '../../lib/db/unreachable';
-import { ApiError, problem } from '../errors';
+import { ApiError, problem, unavailable } from '../errors';
 import { lingerOnClose, MAX_URL_LENGTH } from '../limits';
 
 /** Every error leaves as application/problem+json with a stable code; a 5xx never leaks internals. */
@@ -12,13 +12,14 @@ export default fp(
       const send = (status: number, body: ReturnType<typeof problem>, headers: Record<string, string> = {}) =>
         reply.status(status).headers(headers).type('application/problem+json').send(body);
 
-      if (err instanceof ApiError) {
-        return send(
-          err.status,
-          problem(err.status, err.code, err.message, req.id, err.extra.errors, err.extra.members),
-          err.extra.headers,
+      const sendApiError = (e: ApiError) =>
+        send(
+          e.status,
+          problem(e.status, e.code, e.message, req.id, e.extra.errors, e.extra.members),
+          e.extra.headers,
         );
-      }
+
+      if (err instanceof ApiError) return sendApiError(err);
       if (hasZodFastifySchemaValidationErrors(err)) {
         const errors = err.validation.map((v) => ({
           path: [err.validationContext, ...(v.instancePath ? v.instancePath.slice(1).split('/') : [])].join(
@@ -45,11 +46,7 @@ export default fp(
       // when the rate-limit count or Temporal is unavailable.
       if (isDatabaseUnreachable(err)) {
         req.log.warn({ err }, 'database unreachable');
-        return send(
-          503,
-          problem(503, 'unavailable', 'The service cannot answer right now; try again shortly.', req.id),
-          { 'retry-after': '5' },
-        );
+        return sendApiError(unavailable('The service cannot answer right now; try again shortly.'));
       }
       req.log.error({ err }, 'unhandled error');
       return send(500, problem(500, 'internal_error', 'Something went wrong on our side.', req.id));

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { HelmetOptions } from 'helmet';
 import fp from 'fastify-plugin';
 import { sharedRateLimitStore } from '../../lib/rate-limits/fastify-store';
-import { ApiError } from '../errors';
+import { ApiError, unavailable } from '../errors';
 import { helmetHeaders } from './security-headers';
 
 declare module 'fastify' {
@@ -24,9 +24,7 @@ export const ipKey = (req: FastifyRequest) => `ip:${normalizeIP(req.ip)}`;
 const RATE_LIMIT_COUNT_TIMEOUT_MS = 2_000;
 
 export const rateLimitUnavailable = () =>
-  new ApiError(503, 'unavailable', 'Requests cannot be counted right now; try again shortly.', {
-    headers: { 'retry-after': '5' },
-  });
+  unavailable('Requests cannot be counted right now; try again shortly.');
 
 export const rateLimited = (after: string, retryAfterSeconds?: number) =>
   new ApiError(429, 'rate_limited', `Too many requests; retry in ${after}.`, {

@@ -6,7 +6,7 @@ import { generationsWaitingOn, recordProviderWebhook } from '../../lib/generatio
 import type { Provider, WebhookVerdict } from '../../lib/providers/provider';
 import { createProviders } from '../../lib/wiring/from-config';
 import { generationWorkflowId, providerEventSignal } from '../../workflows/definitions';
-import { ApiError } from '../errors';
+import { ApiError, unavailable } from '../errors';
 import { problemSchema } from '../schemas/common';
 import { providerParams, receivedSchema } from '../schemas/provider-webhooks';
 
@@ -69,9 +69,7 @@ const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
       } catch (err) {
         // The keys could not be fetched: not the sender's fault; it will send again.
         log.warn({ err }, 'provider webhook could not be verified');
-        throw new ApiError(503, 'unavailable', 'The webhook cannot be verified right now.', {
-          headers: { 'retry-after': '30' },
-        });
+        throw unavailable('The webhook cannot be verified right now.', 30);
       }
       if (!verdict.ok) {
         log.warn({ reason: verdict.reason }, 'provider webhook refused');
@@ -96,9 +94,7 @@ const providerWebhooks: FastifyPluginAsyncZod = async (app) => {
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) continue; // finished meanwhile
           log.warn({ err, generationId: row.id }, 'could not signal the generation');
-          throw new ApiError(503, 'unavailable', 'The webhook could not be delivered; send it again.', {
-            headers: { 'retry-after': '10' },
-          });
+          throw unavailable('The webhook could not be delivered; send it again.', 10);
         }
       }
       log.info(

@@ -33,7 +33,7 @@ import {
 } from '../../workflows/definitions';
 import type { GenerationWorkflow } from '../../workflows/generation';
 import { ledgerProblem } from '../ledger-problems';
-import { ApiError, notFound } from '../errors';
+import { ApiError, notFound, unavailable } from '../errors';
 import type { Caller } from '../plugins/auth';
 import { refuseImageFieldsNotTaken, resolveInputRefs, type InputRefDeps } from './input-refs';
 import { answeringTeamRefusals, teamOf } from './team-access';
@@ -129,7 +129,7 @@ function refusalProblem(model: ModelDefinition, refusal: Admission & { admitted:
         `${model.id} costs ${model.credits} credits. ${refusal.message}`,
       );
     case 'unavailable':
-      return new ApiError(503, 'unavailable', refusal.message, { headers: { 'retry-after': '5' } });
+      return unavailable(refusal.message);
     default:
       // The team's refusals, as the database gave them at the reservation (lib/ledger/errors.ts).
       return ledgerProblem(
@@ -207,9 +207,7 @@ export async function submitGeneration(
         temporal.workflow.getHandle(generationWorkflowId(generationId)).cancel(),
       )
       .catch(() => undefined);
-    throw new ApiError(503, 'unavailable', 'Generations cannot be started right now; try again shortly.', {
-      headers: { 'retry-after': '5' },
-    });
+    throw unavailable('Generations cannot be started right now; try again shortly.');
   }
   if (!admission.admitted) throw refusalProblem(model, admission);
   return generationId;
@@ -315,9 +313,7 @@ async function askWorkflowToCancel(temporal: Client, generationId: string): Prom
     // FAILED_PRECONDITION: the workflow task that took the update failed or timed out (an
     // overloaded worker); the update was not applied, so asking again is safe.
     if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadline(err) || grpcCodeOf(err) === 9) {
-      throw new ApiError(503, 'unavailable', 'The generation could not be reached in time; try again.', {
-        headers: { 'retry-after': '1' },
-      });
+      throw unavailable('The generation could not be reached in time; try again.', 1);
     }
     throw err;
   }

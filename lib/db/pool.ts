@@ -36,9 +36,13 @@ export function createPool(opts: PoolOptions, onError: (err: Error) => void = ()
     idle_in_transaction_session_timeout: 60_000,
     allowExitOnIdle: opts.allowExitOnIdle,
   });
-  // An idle pooled connection can be cut (server restart, network); without a listener pg would
-  // crash the process. The pool replaces the connection on next use.
+  // A pooled connection can be cut (server restart, network). Idle, pg-pool reports it here and
+  // replaces the connection on next use.
   pool.on('error', onError);
+  // Checked out, the client itself emits 'error' (pg-pool removes its own listener while a client is
+  // lent), and with no listener that crashes the process: a worker died so in a Postgres restart.
+  // The query in flight fails with the error anyway, and the pool discards the broken client.
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }
 

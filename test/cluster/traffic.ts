@@ -32,6 +32,8 @@ const REQUEST_TIMEOUT_MS = 45_000;
 export class Traffic {
   readonly answers: Answer[] = [];
   readonly generations = new Map<string, Tracked>();
+  /** Submits sent again under a new Idempotency-Key after a 409 `idempotency_key_used`. */
+  keysReplaced = 0;
 
   constructor(
     private readonly baseUrl: string,
@@ -84,10 +86,11 @@ export class Traffic {
 
   /**
    * Submits one generation, as a careful client does: one Idempotency-Key, the same request again
-   * after a 502, a 503 or no answer, until it is accepted.
+   * after a 502, a 503 or no answer, until it is accepted (with a new key after a 409
+   * `idempotency_key_used`: its first try was not admitted in time and was canceled).
    */
   async submit(prompt: string): Promise<string> {
-    const key = randomUUID();
+    let key = randomUUID();
     const deadline = Date.now() + 180_000;
     for (;;) {
       const res = await this.call(
@@ -101,6 +104,12 @@ export class Traffic {
         const id = String(res.body.id);
         if (!this.generations.has(id)) this.generations.set(id, { id, status: String(res.body.status) });
         return id;
+      }
+      // The key's first try timed out in admission and was canceled: as the API says, a new key.
+      if (res.status === 409 && res.body?.code === 'idempotency_key_used') {
+        this.keysReplaced++;
+        key = randomUUID();
+        continue;
       }
       const retryable = res.status === 0 || res.status === 502 || res.status === 503 || res.status === 409;
       if (!retryable || Date.now() > deadline)
