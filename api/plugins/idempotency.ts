@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { withUserTx } from '../../lib/db/pool';
+import { isDatabaseUnreachable } from '../../lib/db/unreachable';
 import {
   claimIdempotencyKey,
   keepIdempotentAnswer,
@@ -74,6 +75,22 @@ function requestHash(req: FastifyRequest): string {
       `${req.method} ${req.routeOptions.url}\n${JSON.stringify(req.params)}\n${JSON.stringify(req.body ?? null)}`,
     )
     .digest('hex');
+}
+
+/** Keeps the answer for the key's replays, or releases the key after a server failure. */
+function rememberAnswer(
+  app: FastifyInstance,
+  userId: string,
+  key: string,
+  status: number,
+  kept: string | null,
+) {
+  return withUserTx(app.db, userId, (tx) =>
+    status >= 500
+      ? // A server failure is not an answer worth keeping: let the retry run again.
+        releaseIdempotencyKey(tx, userId, key)
+      : keepIdempotentAnswer(tx, userId, key, status, kept),
+  );
 }
 
 /** Stripe-style idempotency keys on the POSTs that create something. */
@@ -157,13 +174,15 @@ export default fp(
       const status = reply.statusCode;
       const secretFields = req.routeOptions.config?.idempotentSecretFields ?? [];
       const kept = status >= 500 ? null : withoutSecrets(payloadText(payload), secretFields).body;
-      const userId = req.caller.id;
-      await withUserTx(app.db, userId, (tx) =>
-        status >= 500
-          ? // A server failure is not an answer worth keeping: let the retry run again.
-            releaseIdempotencyKey(tx, userId, key)
-          : keepIdempotentAnswer(tx, userId, key, status, kept),
-      );
+      try {
+        await rememberAnswer(app, req.caller.id, key, status, kept);
+      } catch (err) {
+        if (!isDatabaseUnreachable(err)) throw err;
+        // Postgres went away after the work was done: the answer still goes out (turning it into an
+        // error now would hide what happened). A retry with the key finds it claimed but unanswered,
+        // as after a crash at this point: a converging route runs again and meets the same result.
+        req.log.warn({ err, status }, 'the idempotent answer could not be kept');
+      }
       return payload;
     });
   },
