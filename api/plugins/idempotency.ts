@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { withUserTx } from '../../lib/db/pool';
+import { withUserTx, type Db } from '../../lib/db/pool';
 import { isDatabaseUnreachable } from '../../lib/db/unreachable';
 import {
   claimIdempotencyKey,
@@ -78,14 +78,8 @@ function requestHash(req: FastifyRequest): string {
 }
 
 /** Keeps the answer for the key's replays, or releases the key after a server failure. */
-function rememberAnswer(
-  app: FastifyInstance,
-  userId: string,
-  key: string,
-  status: number,
-  kept: string | null,
-) {
-  return withUserTx(app.db, userId, (tx) =>
+function rememberAnswer(db: Db, userId: string, key: string, status: number, kept: string | null) {
+  return withUserTx(db, userId, (tx) =>
     status >= 500
       ? // A server failure is not an answer worth keeping: let the retry run again.
         releaseIdempotencyKey(tx, userId, key)
@@ -175,7 +169,7 @@ export default fp(
       const secretFields = req.routeOptions.config?.idempotentSecretFields ?? [];
       const kept = status >= 500 ? null : withoutSecrets(payloadText(payload), secretFields).body;
       try {
-        await rememberAnswer(app, req.caller.id, key, status, kept);
+        await rememberAnswer(app.db, req.caller.id, key, status, kept);
       } catch (err) {
         if (!isDatabaseUnreachable(err)) throw err;
         // Postgres went away after the work was done: the answer still goes out (turning it into an

@@ -32,8 +32,6 @@ const REQUEST_TIMEOUT_MS = 45_000;
 export class Traffic {
   readonly answers: Answer[] = [];
   readonly generations = new Map<string, Tracked>();
-  /** Submits sent again under a new Idempotency-Key after a 409 `idempotency_key_used`. */
-  keysReplaced = 0;
 
   constructor(
     private readonly baseUrl: string,
@@ -107,7 +105,6 @@ export class Traffic {
       }
       // The key's first try timed out in admission and was canceled: as the API says, a new key.
       if (res.status === 409 && res.body?.code === 'idempotency_key_used') {
-        this.keysReplaced++;
         key = randomUUID();
         continue;
       }
